@@ -1,0 +1,68 @@
+// lamina/config.hpp — the version and every configuration knob, in one place.
+//
+// Each LAMINA_* knob is always defined, as 0 or 1, so `#if LAMINA_X` is never a typo that
+// silently reads as 0. To change a knob, define it before the first lamina include (or on the
+// compiler command line); a definition you provide is used as it is.
+#pragma once
+
+#define LAMINA_VERSION_MAJOR 0
+#define LAMINA_VERSION_MINOR 1
+#define LAMINA_VERSION_PATCH 0
+#define LAMINA_VERSION_STRING "0.1.0"
+
+// LAMINA_ENABLE_ASSERTS: check internal invariants (shapes passed between lamina's own
+// functions). Programmer errors only; bad input is always reported through lamina::Result.
+// Default: on unless NDEBUG.
+#ifndef LAMINA_ENABLE_ASSERTS
+#  ifdef NDEBUG
+#    define LAMINA_ENABLE_ASSERTS 0
+#  else
+#    define LAMINA_ENABLE_ASSERTS 1
+#  endif
+#endif
+
+// LAMINA_HAS_EXCEPTIONS: 1 when the compiler has exceptions enabled. lamina never throws
+// either way; the knob only decides whether it may catch std::bad_alloc from the standard
+// library at a few allocation points (file-sized buffers) and turn it into an Error.
+#ifndef LAMINA_HAS_EXCEPTIONS
+#  if defined(__cpp_exceptions) || defined(__EXCEPTIONS) || defined(_CPPUNWIND)
+#    define LAMINA_HAS_EXCEPTIONS 1
+#  else
+#    define LAMINA_HAS_EXCEPTIONS 0
+#  endif
+#endif
+
+// LAMINA_THREADS: 1 to build the built-in thread pool (std::thread). With 0, the built-in
+// executor runs everything on the calling thread; a host may still plug in its own.
+#ifndef LAMINA_THREADS
+#  define LAMINA_THREADS 1
+#endif
+
+// LAMINA_WINDOWS: 1 when compiling for Windows (memory mapping through CreateFileMapping).
+#ifndef LAMINA_WINDOWS
+#  if defined(_WIN32)
+#    define LAMINA_WINDOWS 1
+#  else
+#    define LAMINA_WINDOWS 0
+#  endif
+#endif
+
+// LAMINA_ASSERT(condition, message): called on a broken internal invariant. The default prints
+// the message with file and line to stderr and aborts; an embedder can define its own (for
+// example to route into the engine's crash reporter) before including lamina.
+#ifndef LAMINA_ASSERT
+#  if LAMINA_ENABLE_ASSERTS
+#    include <cstdio>
+#    include <cstdlib>
+#    define LAMINA_ASSERT(condition, message)                                                   \
+      do {                                                                                      \
+        if (!(condition)) {                                                                     \
+          std::fprintf(stderr, "lamina: assertion failed at %s:%d: %s (%s)\n", __FILE__,        \
+                       __LINE__, message, #condition);                                          \
+          std::abort();                                                                         \
+        }                                                                                       \
+      } while (0)
+#  else
+#    define LAMINA_ASSERT(condition, message) ((void)0)
+#  endif
+#endif

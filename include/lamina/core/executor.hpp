@@ -1,0 +1,187 @@
+// lamina/core/executor.hpp — how lamina runs its parallel loops.
+//
+// Every parallel loop in lamina is "run task(i) for i in [0, n)". An Executor decides where
+// those tasks run. lamina ships ThreadPool; a game engine can implement Executor on top of
+// its own job system so lamina never starts threads of its own:
+//
+//   struct EngineExecutor final : lamina::Executor {
+//     std::size_t concurrency() const override { return engine.worker_count(); }
+//     void run(std::size_t count, lamina::TaskRef task) override {
+//       engine.parallel_for(count, [&](std::size_t i) { task(i); });  // must return when all ran
+//     }
+//   };
+//
+// Work is always split into the same tasks whatever the concurrency, so results do not
+// depend on how many threads ran them.
+#pragma once
+
+#include "../config.hpp"
+
+#include <atomic>
+#include <cstddef>
+#include <type_traits>
+#include <utility>
+
+#if LAMINA_THREADS
+#  include <condition_variable>
+#  include <mutex>
+#  include <thread>
+#  include <vector>
+#endif
+
+namespace lamina {
+
+// A non-owning reference to a callable `void(std::size_t task_index)`. Cheap to copy; the
+// callable must outlive the call it is passed to.
+class TaskRef {
+ public:
+  template <class Function, class = std::enable_if_t<!std::is_same<std::decay_t<Function>, TaskRef>::value>>
+  TaskRef(Function& function)  // NOLINT: implicit by design, like std::function_ref
+      : object_(static_cast<void*>(&function)), call_([](void* object, std::size_t index) {
+          (*static_cast<Function*>(object))(index);
+        }) {}
+  void operator()(std::size_t index) const { call_(object_, index); }
+
+ private:
+  void* object_;
+  void (*call_)(void*, std::size_t);
+};
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  // How many tasks may run at the same time; lamina uses it only to size work, never for results.
+  virtual std::size_t concurrency() const = 0;
+  // Runs task(i) once for every i in [0, count), in any order and on any threads, and returns
+  // when all of them have finished.
+  virtual void run(std::size_t count, TaskRef task) = 0;
+};
+
+// Runs every task on the calling thread.
+class SerialExecutor final : public Executor {
+ public:
+  std::size_t concurrency() const override { return 1; }
+  void run(std::size_t count, TaskRef task) override {
+    for (std::size_t i = 0; i < count; ++i) task(i);
+  }
+};
+
+// Convenience: parallel_for(executor, n, [&](std::size_t i) { ... }).
+template <class Function>
+void parallel_for(Executor& executor, std::size_t count, Function&& function) {
+  if (count == 0) return;
+  if (count == 1 || executor.concurrency() <= 1) {
+    for (std::size_t i = 0; i < count; ++i) function(i);
+    return;
+  }
+  executor.run(count, TaskRef(function));
+}
+
+#if LAMINA_THREADS
+
+// A fixed set of worker threads. The thread that calls run() works too, so a pool of
+// concurrency N starts N - 1 threads. One run() at a time per pool (a second caller waits).
+class ThreadPool final : public Executor {
+ public:
+  // thread_count 0 means one per hardware thread.
+  explicit ThreadPool(std::size_t thread_count = 0) {
+    if (thread_count == 0) thread_count = std::thread::hardware_concurrency();
+    if (thread_count == 0) thread_count = 1;
+    concurrency_ = thread_count;
+    workers_.reserve(thread_count - 1);
+    for (std::size_t i = 0; i + 1 < thread_count; ++i) workers_.emplace_back([this] { worker_loop(); });
+  }
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+  ~ThreadPool() override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    wake_workers_.notify_all();
+    for (std::thread& worker : workers_) worker.join();
+  }
+
+  std::size_t concurrency() const override { return concurrency_; }
+
+  void run(std::size_t count, TaskRef task) override {
+    if (count == 0) return;
+    std::lock_guard<std::mutex> one_run_at_a_time(run_mutex_);
+    if (workers_.empty() || count == 1) {
+      for (std::size_t i = 0; i < count; ++i) task(i);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_task_ = &task;
+      job_count_ = count;
+      next_index_.store(0, std::memory_order_relaxed);
+      workers_busy_ = workers_.size();
+      ++generation_;
+    }
+    wake_workers_.notify_all();
+    work_on_current_job(task, count);
+    std::unique_lock<std::mutex> lock(mutex_);
+    job_done_.wait(lock, [this] { return workers_busy_ == 0; });
+    job_task_ = nullptr;
+  }
+
+ private:
+  void work_on_current_job(TaskRef task, std::size_t count) {
+    for (;;) {
+      const std::size_t index = next_index_.fetch_add(1, std::memory_order_relaxed);
+      if (index >= count) return;
+      task(index);
+    }
+  }
+
+  void worker_loop() {
+    std::size_t seen_generation = 0;
+    for (;;) {
+      TaskRef* task = nullptr;
+      std::size_t count = 0;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_workers_.wait(lock, [&] { return stopping_ || generation_ != seen_generation; });
+        if (stopping_) return;
+        seen_generation = generation_;
+        task = job_task_;
+        count = job_count_;
+      }
+      work_on_current_job(*task, count);
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (--workers_busy_ == 0) job_done_.notify_one();
+      }
+    }
+  }
+
+  std::size_t concurrency_ = 1;
+  std::vector<std::thread> workers_;
+  std::mutex run_mutex_;
+  std::mutex mutex_;
+  std::condition_variable wake_workers_;
+  std::condition_variable job_done_;
+  TaskRef* job_task_ = nullptr;
+  std::size_t job_count_ = 0;
+  std::atomic<std::size_t> next_index_{0};
+  std::size_t workers_busy_ = 0;
+  std::size_t generation_ = 0;
+  bool stopping_ = false;
+};
+
+#else
+
+// Without LAMINA_THREADS the built-in pool runs everything on the calling thread.
+class ThreadPool final : public Executor {
+ public:
+  explicit ThreadPool(std::size_t = 0) {}
+  std::size_t concurrency() const override { return 1; }
+  void run(std::size_t count, TaskRef task) override {
+    for (std::size_t i = 0; i < count; ++i) task(i);
+  }
+};
+
+#endif
+
+}  // namespace lamina
