@@ -77,6 +77,22 @@ void parallel_for(Executor& executor, std::size_t count, Function&& function) {
   executor.run(count, TaskRef(function));
 }
 
+// Splits [0, item_count) into at most `max_chunks` contiguous ranges of near-equal size and
+// runs function(chunk_index, begin, end) for each. The split depends only on the counts, never
+// on the executor's concurrency, so a chunk index can select a per-chunk scratch buffer and the
+// results do not depend on the number of threads.
+template <class Function>
+void parallel_chunks(Executor& executor, std::size_t item_count, std::size_t max_chunks, Function&& function) {
+  if (item_count == 0) return;
+  const std::size_t chunk_count = item_count < max_chunks ? item_count : (max_chunks == 0 ? 1 : max_chunks);
+  auto run_chunk = [&](std::size_t chunk) {
+    const std::size_t begin = item_count * chunk / chunk_count;
+    const std::size_t end = item_count * (chunk + 1) / chunk_count;
+    function(chunk, begin, end);
+  };
+  parallel_for(executor, chunk_count, run_chunk);
+}
+
 #if LAMINA_THREADS
 
 // A fixed set of worker threads. The thread that calls run() works too, so a pool of

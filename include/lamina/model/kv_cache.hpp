@@ -1,0 +1,117 @@
+// lamina/model/kv_cache.hpp — the key/value cache shared by all sequences of a session.
+//
+// The cache is a pool of cells. A cell holds, for every layer, the key and value vectors of
+// one token ([kv_width] floats each), and remembers which sequence that token belongs to and
+// its position in it. A token attends to the cells of its own sequence whose position is at
+// most its own. Removing a sequence's tail frees its cells for reuse by any sequence.
+#pragma once
+
+#include "../core/result.hpp"
+#include "hparams.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+namespace lamina {
+
+using SequenceId = std::int32_t;
+using Position = std::int32_t;
+
+class KvCache {
+ public:
+  static constexpr SequenceId free_cell = -1;
+
+  KvCache() = default;
+
+  // Allocates `cell_count` cells for the model's layers: 2 × block_count × cell_count × kv_width floats.
+  static Result<KvCache> create(const ModelHparams& hparams, std::uint32_t cell_count) {
+    if (cell_count == 0) return fail(ErrorCode::invalid_argument, "KV cache: cell count must be positive");
+    KvCache cache;
+    cache.layer_count_ = hparams.block_count;
+    cache.cell_count_ = cell_count;
+    cache.kv_width_ = hparams.kv_width();
+    const std::size_t floats = static_cast<std::size_t>(cache.layer_count_) * cell_count * cache.kv_width_;
+    cache.keys_.assign(floats, 0.0f);
+    cache.values_.assign(floats, 0.0f);
+    cache.cell_sequence_.assign(cell_count, free_cell);
+    cache.cell_position_.assign(cell_count, 0);
+    return cache;
+  }
+
+  std::uint32_t cell_count() const { return cell_count_; }
+  std::uint32_t kv_width() const { return kv_width_; }
+
+  // [kv_width] floats: the key / value of layer `layer` stored in cell `cell`.
+  float* key(std::uint32_t layer, std::uint32_t cell) { return keys_.data() + offset(layer, cell); }
+  float* value(std::uint32_t layer, std::uint32_t cell) { return values_.data() + offset(layer, cell); }
+  const float* key(std::uint32_t layer, std::uint32_t cell) const { return keys_.data() + offset(layer, cell); }
+  const float* value(std::uint32_t layer, std::uint32_t cell) const { return values_.data() + offset(layer, cell); }
+
+  SequenceId cell_sequence(std::uint32_t cell) const { return cell_sequence_[cell]; }
+  Position cell_position(std::uint32_t cell) const { return cell_position_[cell]; }
+
+  // Claims one free cell per token and labels it with the token's sequence and position.
+  // cells_out: [token_count]. Fails, claiming nothing, when too few cells are free.
+  Result<void> claim_cells(const SequenceId* sequences, const Position* positions, std::size_t token_count,
+                           std::uint32_t* cells_out) {
+    std::size_t found = 0;
+    for (std::uint32_t cell = 0; cell < cell_count_ && found < token_count; ++cell) {
+      if (cell_sequence_[cell] == free_cell) cells_out[found++] = cell;
+    }
+    if (found < token_count) {
+      return fail(ErrorCode::invalid_state, "KV cache full: " + std::to_string(token_count) + " tokens need cells, " +
+                                                std::to_string(found) + " of " + std::to_string(cell_count_) +
+                                                " are free (remove old tokens or create the session with a longer context)");
+    }
+    for (std::size_t i = 0; i < token_count; ++i) {
+      cell_sequence_[cells_out[i]] = sequences[i];
+      cell_position_[cells_out[i]] = positions[i];
+    }
+    return success();
+  }
+
+  // Frees the cells of `sequence` with position in [from, to). Use to rewind a sequence
+  // (from = new length) or drop it entirely (from = 0).
+  void remove(SequenceId sequence, Position from = 0, Position to = std::numeric_limits<Position>::max()) {
+    for (std::uint32_t cell = 0; cell < cell_count_; ++cell) {
+      if (cell_sequence_[cell] == sequence && cell_position_[cell] >= from && cell_position_[cell] < to) {
+        cell_sequence_[cell] = free_cell;
+      }
+    }
+  }
+
+  void clear() { cell_sequence_.assign(cell_count_, free_cell); }
+
+  // One past the highest position `sequence` holds (0 when it holds none): where it continues.
+  Position next_position(SequenceId sequence) const {
+    Position next = 0;
+    for (std::uint32_t cell = 0; cell < cell_count_; ++cell) {
+      if (cell_sequence_[cell] == sequence && cell_position_[cell] + 1 > next) next = cell_position_[cell] + 1;
+    }
+    return next;
+  }
+
+  std::uint32_t used_cell_count() const {
+    std::uint32_t used = 0;
+    for (SequenceId sequence : cell_sequence_) used += sequence != free_cell ? 1u : 0u;
+    return used;
+  }
+
+ private:
+  std::size_t offset(std::uint32_t layer, std::uint32_t cell) const {
+    return (static_cast<std::size_t>(layer) * cell_count_ + cell) * kv_width_;
+  }
+
+  std::uint32_t layer_count_ = 0;
+  std::uint32_t cell_count_ = 0;
+  std::uint32_t kv_width_ = 0;
+  std::vector<float> keys_;    // [layer][cell][kv_width]
+  std::vector<float> values_;  // [layer][cell][kv_width]
+  std::vector<SequenceId> cell_sequence_;  // [cell], free_cell when unused
+  std::vector<Position> cell_position_;    // [cell]
+};
+
+}  // namespace lamina

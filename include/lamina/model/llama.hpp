@@ -1,0 +1,393 @@
+// lamina/model/llama.hpp — the Llama-family transformer: its weights and its forward pass.
+//
+// One forward pass turns a batch of tokens (from any sequences) into logits:
+//
+//   x = token_embd[token]                                   [n_tokens, embedding]
+//   for each layer:
+//     h = rms_norm(x) * attn_norm
+//     q, k, v = h·Wq (+bq), h·Wk (+bk), h·Wv (+bv)           [n_tokens, heads × head_size] …
+//     rotate q and k by position (RoPE); store k, v in the KV cache
+//     a = softmax(q·kᵀ / sqrt(head_size), causal, same sequence)·v
+//     x = x + a·Wo
+//     h = rms_norm(x) * ffn_norm
+//     x = x + (silu(h·Wgate) * (h·Wup))·Wdown
+//   logits = rms_norm(x) * output_norm · Woutput              [n_outputs, vocab]
+//
+// Weights are views into the memory-mapped GGUF file; nothing is copied except the small
+// norm vectors and biases, which are converted to float once at load.
+#pragma once
+
+#include "../core/executor.hpp"
+#include "../core/result.hpp"
+#include "../core/tensor.hpp"
+#include "../io/gguf.hpp"
+#include "../kernels/cpu/matmul.hpp"
+#include "../kernels/reference.hpp"
+#include "../text/token.hpp"
+#include "hparams.hpp"
+#include "kv_cache.hpp"
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lamina {
+
+struct LayerWeights {
+  std::vector<float> attention_norm;  // [embedding]
+  TensorView query;                   // [heads × head_size, embedding]
+  TensorView key;                     // [kv_heads × head_size, embedding]
+  TensorView value;                   // [kv_heads × head_size, embedding]
+  TensorView attention_output;        // [embedding, heads × head_size]
+  std::vector<float> query_bias;      // [heads × head_size] or empty (Qwen2 has Q/K/V biases)
+  std::vector<float> key_bias;        // [kv_heads × head_size] or empty
+  std::vector<float> value_bias;      // [kv_heads × head_size] or empty
+  std::vector<float> ffn_norm;        // [embedding]
+  TensorView ffn_gate;                // [ffn, embedding]
+  TensorView ffn_up;                  // [ffn, embedding]
+  TensorView ffn_down;                // [embedding, ffn]
+};
+
+struct ModelWeights {
+  TensorView token_embedding;                // [vocab, embedding]
+  std::vector<float> output_norm;            // [embedding]
+  TensorView output;                         // [vocab, embedding]; the token embedding when tied
+  std::vector<float> rope_frequency_factors; // [rope_dimensions / 2] (Llama 3 "rope_freqs") or empty
+  std::vector<LayerWeights> layers;
+};
+
+namespace detail {
+
+inline bool is_float_dtype(DType dtype) { return dtype == DType::f32 || dtype == DType::f16 || dtype == DType::bf16; }
+
+inline std::string describe_shape(const std::vector<std::int64_t>& shape) {
+  std::string text = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + "]";
+}
+
+// Finds tensor `name` and checks its shape (outermost first) and that lamina can compute with its type.
+inline Result<TensorView> bind_tensor(const gguf::File& file, const std::string& name, std::vector<std::int64_t> shape) {
+  const gguf::TensorInfo* info = file.find_tensor(name);
+  if (info == nullptr) return fail(ErrorCode::missing, file.name() + ": tensor '" + name + "' not found");
+  if (info->shape != shape) {
+    return fail(ErrorCode::type_mismatch, file.name() + ": tensor '" + name + "' has shape " + describe_shape(info->shape) +
+                                              ", expected " + describe_shape(shape));
+  }
+  if (!is_float_dtype(info->dtype)) {
+    return fail(ErrorCode::unsupported, file.name() + ": tensor '" + name + "' has type " + dtype_name(info->dtype) +
+                                            ", which this build cannot compute with (supported: f32, f16, bf16)");
+  }
+  return info->view();
+}
+
+// A small vector tensor (norm weight, bias) converted to float. Absent and optional -> empty.
+inline Result<std::vector<float>> load_vector(const gguf::File& file, const std::string& name, std::int64_t length, bool optional) {
+  const gguf::TensorInfo* info = file.find_tensor(name);
+  if (info == nullptr) {
+    if (optional) return std::vector<float>();
+    return fail(ErrorCode::missing, file.name() + ": tensor '" + name + "' not found");
+  }
+  Result<TensorView> view = bind_tensor(file, name, {length});
+  if (!view) return view.take_error();
+  std::vector<float> values(static_cast<std::size_t>(length));
+  reference::row_to_f32(view->dtype, view->data, values.data(), values.size());
+  return values;
+}
+
+}  // namespace detail
+
+inline Result<ModelWeights> bind_weights(const gguf::File& file, const ModelHparams& hparams) {
+  const std::int64_t embedding = hparams.embedding_length;
+  const std::int64_t query_width = hparams.query_width();
+  const std::int64_t kv_width = hparams.kv_width();
+  const std::int64_t ffn = hparams.feed_forward_length;
+  const std::int64_t vocab = hparams.vocab_size;
+  ModelWeights weights;
+
+  Result<TensorView> token_embedding = detail::bind_tensor(file, "token_embd.weight", {vocab, embedding});
+  if (!token_embedding) return token_embedding.take_error();
+  weights.token_embedding = *token_embedding;
+  Result<std::vector<float>> output_norm = detail::load_vector(file, "output_norm.weight", embedding, false);
+  if (!output_norm) return output_norm.take_error();
+  weights.output_norm = std::move(*output_norm);
+  if (file.find_tensor("output.weight") != nullptr) {
+    Result<TensorView> output = detail::bind_tensor(file, "output.weight", {vocab, embedding});
+    if (!output) return output.take_error();
+    weights.output = *output;
+  } else {
+    weights.output = weights.token_embedding;  // tied embeddings (Qwen2, SmolLM, Llama 3.2 1B …)
+  }
+  Result<std::vector<float>> rope_factors = detail::load_vector(file, "rope_freqs.weight", hparams.rope_dimension_count / 2, true);
+  if (!rope_factors) return rope_factors.take_error();
+  weights.rope_frequency_factors = std::move(*rope_factors);
+
+  weights.layers.resize(hparams.block_count);
+  for (std::uint32_t index = 0; index < hparams.block_count; ++index) {
+    LayerWeights& layer = weights.layers[index];
+    const std::string prefix = "blk." + std::to_string(index) + ".";
+    struct MatrixSlot { const char* name; TensorView* target; std::int64_t rows; std::int64_t columns; };
+    const MatrixSlot matrices[] = {
+        {"attn_q.weight", &layer.query, query_width, embedding},
+        {"attn_k.weight", &layer.key, kv_width, embedding},
+        {"attn_v.weight", &layer.value, kv_width, embedding},
+        {"attn_output.weight", &layer.attention_output, embedding, query_width},
+        {"ffn_gate.weight", &layer.ffn_gate, ffn, embedding},
+        {"ffn_up.weight", &layer.ffn_up, ffn, embedding},
+        {"ffn_down.weight", &layer.ffn_down, embedding, ffn},
+    };
+    for (const MatrixSlot& slot : matrices) {
+      Result<TensorView> view = detail::bind_tensor(file, prefix + slot.name, {slot.rows, slot.columns});
+      if (!view) return view.take_error();
+      *slot.target = *view;
+    }
+    struct VectorSlot { const char* name; std::vector<float>* target; std::int64_t length; bool optional; };
+    const bool biases_expected = hparams.architecture == Architecture::qwen2;
+    const VectorSlot vectors[] = {
+        {"attn_norm.weight", &layer.attention_norm, embedding, false},
+        {"ffn_norm.weight", &layer.ffn_norm, embedding, false},
+        {"attn_q.bias", &layer.query_bias, query_width, !biases_expected},
+        {"attn_k.bias", &layer.key_bias, kv_width, !biases_expected},
+        {"attn_v.bias", &layer.value_bias, kv_width, !biases_expected},
+    };
+    for (const VectorSlot& slot : vectors) {
+      Result<std::vector<float>> values = detail::load_vector(file, prefix + slot.name, slot.length, slot.optional);
+      if (!values) return values.take_error();
+      *slot.target = std::move(*values);
+    }
+  }
+  return weights;
+}
+
+// The tokens of one forward pass. All vectors have one entry per token.
+struct Batch {
+  std::vector<Token> tokens;
+  std::vector<Position> positions;     // position of each token within its sequence
+  std::vector<SequenceId> sequences;   // which sequence each token continues
+  std::vector<std::uint8_t> want_logits;  // 1: produce logits after this token
+
+  void clear() { tokens.clear(); positions.clear(); sequences.clear(); want_logits.clear(); }
+  void add(Token token, Position position, SequenceId sequence, bool logits) {
+    tokens.push_back(token);
+    positions.push_back(position);
+    sequences.push_back(sequence);
+    want_logits.push_back(logits ? 1 : 0);
+  }
+  std::size_t size() const { return tokens.size(); }
+  std::size_t output_count() const {
+    std::size_t count = 0;
+    for (std::uint8_t wanted : want_logits) count += wanted;
+    return count;
+  }
+};
+
+// Every buffer a forward pass needs, sized once for at most `max_tokens` tokens and
+// `max_outputs` logit rows, so decoding allocates nothing.
+class ForwardBuffers {
+ public:
+  ForwardBuffers() = default;
+  static Result<ForwardBuffers> create(const ModelHparams& hparams, std::uint32_t max_tokens, std::uint32_t max_outputs,
+                                       std::uint32_t kv_cell_count) {
+    if (max_tokens == 0) return fail(ErrorCode::invalid_argument, "batch size must be positive");
+    ForwardBuffers buffers;
+    buffers.max_tokens_ = max_tokens;
+    buffers.max_outputs_ = max_outputs;
+    const std::size_t n = max_tokens;
+    buffers.hidden.resize(n * hparams.embedding_length);
+    buffers.normed.resize(n * hparams.embedding_length);
+    buffers.query.resize(n * hparams.query_width());
+    buffers.key.resize(n * hparams.kv_width());
+    buffers.value.resize(n * hparams.kv_width());
+    buffers.attention.resize(n * hparams.query_width());
+    buffers.projected.resize(n * hparams.embedding_length);
+    buffers.gate.resize(n * hparams.feed_forward_length);
+    buffers.up.resize(n * hparams.feed_forward_length);
+    buffers.cells.resize(n);
+    buffers.output_rows.resize(static_cast<std::size_t>(max_outputs) * hparams.embedding_length);
+    buffers.logits.resize(static_cast<std::size_t>(max_outputs) * hparams.vocab_size);
+    std::size_t row_capacity = hparams.embedding_length;
+    if (hparams.feed_forward_length > row_capacity) row_capacity = hparams.feed_forward_length;
+    if (hparams.query_width() > row_capacity) row_capacity = hparams.query_width();
+    if (kv_cell_count > row_capacity) row_capacity = kv_cell_count;
+    buffers.chunk_scratch.resize(cpu::max_parallel_chunks * row_capacity);
+    buffers.scratch = cpu::MatmulScratch{buffers.chunk_scratch.data(), row_capacity};
+    return buffers;
+  }
+
+  std::uint32_t max_tokens() const { return max_tokens_; }
+  std::uint32_t max_outputs() const { return max_outputs_; }
+
+  std::vector<float> hidden;       // [n_tokens, embedding] the residual stream
+  std::vector<float> normed;       // [n_tokens, embedding]
+  std::vector<float> query;        // [n_tokens, heads × head_size]
+  std::vector<float> key;          // [n_tokens, kv_heads × head_size]
+  std::vector<float> value;        // [n_tokens, kv_heads × head_size]
+  std::vector<float> attention;    // [n_tokens, heads × head_size]
+  std::vector<float> projected;    // [n_tokens, embedding]
+  std::vector<float> gate;         // [n_tokens, ffn]
+  std::vector<float> up;           // [n_tokens, ffn]
+  std::vector<std::uint32_t> cells;  // [n_tokens] KV cell of each token
+  std::vector<float> output_rows;  // [n_outputs, embedding]
+  std::vector<float> logits;       // [n_outputs, vocab]
+  std::vector<float> chunk_scratch;
+  cpu::MatmulScratch scratch;
+
+ private:
+  std::uint32_t max_tokens_ = 0;
+  std::uint32_t max_outputs_ = 0;
+};
+
+// Checks a batch against the model and the buffers before anything is changed.
+inline Result<void> validate_batch(const ModelHparams& hparams, const Batch& batch, const ForwardBuffers& buffers,
+                                   std::uint32_t sequence_count) {
+  const std::size_t n = batch.tokens.size();
+  if (batch.positions.size() != n || batch.sequences.size() != n || batch.want_logits.size() != n) {
+    return fail(ErrorCode::invalid_argument, "batch: tokens, positions, sequences and want_logits differ in length");
+  }
+  if (n == 0) return fail(ErrorCode::invalid_argument, "batch is empty");
+  if (n > buffers.max_tokens()) {
+    return fail(ErrorCode::invalid_argument, "batch of " + std::to_string(n) + " tokens exceeds the session's batch size " +
+                                                 std::to_string(buffers.max_tokens()));
+  }
+  if (batch.output_count() > buffers.max_outputs()) {
+    return fail(ErrorCode::invalid_argument, "batch asks for logits of " + std::to_string(batch.output_count()) +
+                                                 " tokens, the session holds at most " + std::to_string(buffers.max_outputs()));
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    if (batch.tokens[i] < 0 || static_cast<std::uint32_t>(batch.tokens[i]) >= hparams.vocab_size) {
+      return fail(ErrorCode::invalid_argument, "batch: token id " + std::to_string(batch.tokens[i]) + " at index " +
+                                                   std::to_string(i) + " is outside the vocabulary [0, " +
+                                                   std::to_string(hparams.vocab_size) + ")");
+    }
+    if (batch.sequences[i] < 0 || static_cast<std::uint32_t>(batch.sequences[i]) >= sequence_count) {
+      return fail(ErrorCode::invalid_argument, "batch: sequence id " + std::to_string(batch.sequences[i]) + " at index " +
+                                                   std::to_string(i) + " is outside [0, " + std::to_string(sequence_count) + ")");
+    }
+    if (batch.positions[i] < 0) {
+      return fail(ErrorCode::invalid_argument, "batch: negative position at index " + std::to_string(i));
+    }
+  }
+  return success();
+}
+
+// Runs the model over `batch`, appending its keys and values to `cache`. The logits of the
+// tokens flagged in batch.want_logits land in buffers.logits, one row of vocab floats each, in
+// batch order.
+inline Result<void> forward(const ModelHparams& hparams, const ModelWeights& weights, const Batch& batch, KvCache& cache,
+                            ForwardBuffers& buffers, Executor& executor, std::uint32_t sequence_count) {
+  LAMINA_TRY(validate_batch(hparams, batch, buffers, sequence_count));
+  const std::size_t n_tokens = batch.size();
+  const std::size_t embedding = hparams.embedding_length;
+  const std::size_t query_width = hparams.query_width();
+  const std::size_t kv_width = hparams.kv_width();
+  const std::size_t ffn = hparams.feed_forward_length;
+  const int head_size = static_cast<int>(hparams.head_size);
+  const std::size_t heads = hparams.head_count;
+  const std::size_t heads_per_kv_head = hparams.head_count / hparams.head_count_kv;
+  const reference::RopeParams rope = rope_params(
+      hparams, weights.rope_frequency_factors.empty() ? nullptr : weights.rope_frequency_factors.data());
+
+  LAMINA_TRY(cache.claim_cells(batch.sequences.data(), batch.positions.data(), n_tokens, buffers.cells.data()));
+
+  float* x = buffers.hidden.data();
+  for (std::size_t t = 0; t < n_tokens; ++t) {
+    const TensorView& table = weights.token_embedding;
+    reference::row_to_f32(table.dtype, table.row(batch.tokens[t]), x + t * embedding, embedding);
+  }
+
+  for (std::uint32_t layer_index = 0; layer_index < hparams.block_count; ++layer_index) {
+    const LayerWeights& layer = weights.layers[layer_index];
+
+    // --- attention ---
+    for (std::size_t t = 0; t < n_tokens; ++t) {
+      reference::rms_norm(x + t * embedding, layer.attention_norm.data(), buffers.normed.data() + t * embedding, embedding,
+                          hparams.rms_norm_epsilon);
+    }
+    cpu::matmul(executor, layer.query, buffers.normed.data(), buffers.query.data(), n_tokens, buffers.scratch);
+    cpu::matmul(executor, layer.key, buffers.normed.data(), buffers.key.data(), n_tokens, buffers.scratch);
+    cpu::matmul(executor, layer.value, buffers.normed.data(), buffers.value.data(), n_tokens, buffers.scratch);
+    for (std::size_t t = 0; t < n_tokens; ++t) {
+      float* q = buffers.query.data() + t * query_width;
+      float* k = buffers.key.data() + t * kv_width;
+      float* v = buffers.value.data() + t * kv_width;
+      if (!layer.query_bias.empty()) for (std::size_t i = 0; i < query_width; ++i) q[i] += layer.query_bias[i];
+      if (!layer.key_bias.empty()) for (std::size_t i = 0; i < kv_width; ++i) k[i] += layer.key_bias[i];
+      if (!layer.value_bias.empty()) for (std::size_t i = 0; i < kv_width; ++i) v[i] += layer.value_bias[i];
+      const float position = static_cast<float>(batch.positions[t]);
+      reference::rope(q, static_cast<int>(heads), head_size, position, rope, hparams.rope_style);
+      reference::rope(k, static_cast<int>(hparams.head_count_kv), head_size, position, rope, hparams.rope_style);
+      const std::uint32_t cell = buffers.cells[t];
+      for (std::size_t i = 0; i < kv_width; ++i) {
+        cache.key(layer_index, cell)[i] = k[i];
+        cache.value(layer_index, cell)[i] = v[i];
+      }
+    }
+
+    // Each (token, head) pair attends to the cells of its sequence at or before its position.
+    const float score_scale = 1.0f / std::sqrt(static_cast<float>(head_size));
+    const std::uint32_t cell_count = cache.cell_count();
+    parallel_chunks(executor, n_tokens * heads, cpu::max_parallel_chunks, [&](std::size_t chunk, std::size_t begin, std::size_t end) {
+      float* scores = buffers.scratch.row(chunk);  // [cell_count]
+      for (std::size_t pair = begin; pair < end; ++pair) {
+        const std::size_t t = pair / heads;
+        const std::size_t head = pair % heads;
+        const std::size_t kv_offset = (head / heads_per_kv_head) * static_cast<std::size_t>(head_size);
+        const float* q = buffers.query.data() + t * query_width + head * static_cast<std::size_t>(head_size);
+        const SequenceId sequence = batch.sequences[t];
+        const Position position = batch.positions[t];
+        float maximum = -INFINITY;
+        for (std::uint32_t cell = 0; cell < cell_count; ++cell) {
+          if (cache.cell_sequence(cell) != sequence || cache.cell_position(cell) > position) {
+            scores[cell] = -INFINITY;
+            continue;
+          }
+          scores[cell] = cpu::dot(q, cache.key(layer_index, cell) + kv_offset, static_cast<std::size_t>(head_size)) * score_scale;
+          if (scores[cell] > maximum) maximum = scores[cell];
+        }
+        float sum = 0;
+        for (std::uint32_t cell = 0; cell < cell_count; ++cell) {
+          scores[cell] = scores[cell] == -INFINITY ? 0.0f : std::exp(scores[cell] - maximum);
+          sum += scores[cell];
+        }
+        float* out = buffers.attention.data() + t * query_width + head * static_cast<std::size_t>(head_size);
+        for (int i = 0; i < head_size; ++i) out[i] = 0;
+        const float inverse_sum = 1.0f / sum;  // sum >= 1: the token's own cell scores exp(0)
+        for (std::uint32_t cell = 0; cell < cell_count; ++cell) {
+          if (scores[cell] == 0.0f) continue;
+          const float weight = scores[cell] * inverse_sum;
+          const float* v = cache.value(layer_index, cell) + kv_offset;
+          for (int i = 0; i < head_size; ++i) out[i] += weight * v[i];
+        }
+      }
+    });
+    cpu::matmul(executor, layer.attention_output, buffers.attention.data(), buffers.projected.data(), n_tokens, buffers.scratch);
+    for (std::size_t i = 0; i < n_tokens * embedding; ++i) x[i] += buffers.projected[i];
+
+    // --- feed-forward (SwiGLU) ---
+    for (std::size_t t = 0; t < n_tokens; ++t) {
+      reference::rms_norm(x + t * embedding, layer.ffn_norm.data(), buffers.normed.data() + t * embedding, embedding,
+                          hparams.rms_norm_epsilon);
+    }
+    cpu::matmul(executor, layer.ffn_gate, buffers.normed.data(), buffers.gate.data(), n_tokens, buffers.scratch);
+    cpu::matmul(executor, layer.ffn_up, buffers.normed.data(), buffers.up.data(), n_tokens, buffers.scratch);
+    reference::silu_mul(buffers.gate.data(), buffers.up.data(), n_tokens * ffn);
+    cpu::matmul(executor, layer.ffn_down, buffers.gate.data(), buffers.projected.data(), n_tokens, buffers.scratch);
+    for (std::size_t i = 0; i < n_tokens * embedding; ++i) x[i] += buffers.projected[i];
+  }
+
+  // Only the rows whose logits were asked for go through the (large) output matrix.
+  std::size_t output_count = 0;
+  for (std::size_t t = 0; t < n_tokens; ++t) {
+    if (!batch.want_logits[t]) continue;
+    reference::rms_norm(x + t * embedding, weights.output_norm.data(), buffers.output_rows.data() + output_count * embedding,
+                        embedding, hparams.rms_norm_epsilon);
+    ++output_count;
+  }
+  if (output_count > 0) {
+    cpu::matmul(executor, weights.output, buffers.output_rows.data(), buffers.logits.data(), output_count, buffers.scratch);
+  }
+  return success();
+}
+
+}  // namespace lamina
