@@ -7,6 +7,7 @@
 
 #include "../core/dtype.hpp"
 #include "../core/half.hpp"
+#include "../quant/quant.hpp"
 #include "../core/tensor.hpp"
 #include "../config.hpp"
 
@@ -17,26 +18,13 @@
 namespace lamina {
 namespace reference {
 
-// Converts one row of `count` values stored as `dtype` (F32, F16 or BF16) to float.
+// Converts one row of `count` values stored as `dtype` (F32, F16, BF16 or a quantized block
+// type the quant/ reference knows) to float. Precondition: quant::can_dequantize(dtype) and
+// count is a whole number of blocks (checked when the weights were bound).
 inline void row_to_f32(DType dtype, const void* row, float* out, std::size_t count) {
-  switch (dtype) {
-    case DType::f32: {
-      const float* values = static_cast<const float*>(row);
-      for (std::size_t i = 0; i < count; ++i) out[i] = values[i];
-      return;
-    }
-    case DType::f16: {
-      const std::uint16_t* values = static_cast<const std::uint16_t*>(row);
-      for (std::size_t i = 0; i < count; ++i) out[i] = f16_to_f32(values[i]);
-      return;
-    }
-    case DType::bf16: {
-      const std::uint16_t* values = static_cast<const std::uint16_t*>(row);
-      for (std::size_t i = 0; i < count; ++i) out[i] = bf16_to_f32(values[i]);
-      return;
-    }
-    default: LAMINA_ASSERT(false, "row_to_f32: unsupported dtype");
-  }
+  const Result<void> converted = quant::dequantize_row(dtype, row, out, count);
+  LAMINA_ASSERT(converted.ok(), "row_to_f32: unsupported dtype or partial block");
+  (void)converted;
 }
 
 // sum_i a[i] * b[i], accumulated in double so the reference is as exact as it can cheaply be.
@@ -47,7 +35,7 @@ inline float dot(const float* a, const float* b, std::size_t count) {
 }
 
 // y[t][o] = sum_i weight[o][i] * x[t][i]   (x: [token_count, in], weight: [out, in], y: [token_count, out])
-// `weight` may be F32, F16 or BF16. `row_scratch` holds `in` floats.
+// `weight` may be of any type row_to_f32 converts. `row_scratch` holds `in` floats.
 inline void matmul(const TensorView& weight, const float* x, float* y, std::size_t token_count, float* row_scratch) {
   const std::size_t in = static_cast<std::size_t>(weight.row_length());
   const std::size_t out = static_cast<std::size_t>(weight.row_count());

@@ -59,8 +59,6 @@ struct ModelWeights {
 
 namespace detail {
 
-inline bool is_float_dtype(DType dtype) { return dtype == DType::f32 || dtype == DType::f16 || dtype == DType::bf16; }
-
 inline std::string describe_shape(const std::vector<std::int64_t>& shape) {
   std::string text = "[";
   for (std::size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
@@ -75,9 +73,9 @@ inline Result<TensorView> bind_tensor(const gguf::File& file, const std::string&
     return fail(ErrorCode::type_mismatch, file.name() + ": tensor '" + name + "' has shape " + describe_shape(info->shape) +
                                               ", expected " + describe_shape(shape));
   }
-  if (!is_float_dtype(info->dtype)) {
+  if (!quant::can_dequantize(info->dtype)) {
     return fail(ErrorCode::unsupported, file.name() + ": tensor '" + name + "' has type " + dtype_name(info->dtype) +
-                                            ", which this build cannot compute with (supported: f32, f16, bf16)");
+                                            ", which lamina cannot compute with");
   }
   return info->view();
 }
