@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# scripts/test.sh — install what is missing, then build and run every test in every configuration.
+#
+# usage: scripts/test.sh [STEP...]     no STEP: all of them, in this order; --list prints the names
+#   deps                      install missing Debian/Ubuntu packages (scripts/install-deps.sh)
+#   gcc-cxx17-release         g++, C++17, Release (-O2)                          build/gcc-cxx17-release
+#   clang-cxx20-asan          clang++, C++20, -O1, AddressSanitizer + UBSan      build/clang-cxx20-asan
+#   gcc-cxx20-noexcept        g++, C++20, Release, -fno-exceptions               build/gcc-cxx20-noexcept
+#   package-find-package      install lamina to a temporary prefix; tests/packaging uses find_package(lamina)
+#   package-add-subdirectory  tests/packaging includes the checkout with add_subdirectory
+#   package-fetchcontent      tests/packaging includes the checkout with FetchContent
+#   meson                     meson setup + meson test (clang++, C++17)          build/meson-clang-cxx17
+#   meson-subproject          tests/packaging built by meson with lamina as a subproject
+#   fuzz                      builds fuzz/*.cpp with libFuzzer (clang) and runs each briefly
+#   check-logits              ../shared/tools/check_all.sh on build/gcc-cxx17-release/examples/cli/lamina
+#   check-tokenize            the same for the tokenizer cases
+# Every step runs even when an earlier one failed. The last line printed is "N passed, M failed"
+# (N, M count steps); the exit status is non-zero when any step failed. Logs: build/logs/STEP.log.
+#
+# Environment: LAMINA_SHARED_DIR (reference data; default ../shared beside the checkout),
+# LAMINA_JOBS (parallel jobs; default nproc), LAMINA_NO_INSTALL=1 (never install packages),
+# LAMINA_FUZZ_SECONDS (per fuzzer; default 20).
+set -uo pipefail  # no -e here: a failed step must not stop the others; each step runs with -e
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root" || exit 1
+
+all_steps=(deps gcc-cxx17-release clang-cxx20-asan gcc-cxx20-noexcept
+           package-find-package package-add-subdirectory package-fetchcontent
+           meson meson-subproject fuzz check-logits check-tokenize)
+if [ "${1:-}" = "--list" ]; then
+  printf '%s\n' "${all_steps[@]}"
+  exit 0
+fi
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
+  sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+  exit 0
+fi
+steps=("$@")
+[ ${#steps[@]} -eq 0 ] && steps=("${all_steps[@]}")
+
+shared=${LAMINA_SHARED_DIR:-$root/../shared}
+[ -d "$shared" ] && shared=$(cd "$shared" && pwd)
+export LAMINA_SHARED_DIR=$shared
+jobs=${LAMINA_JOBS:-$(nproc 2>/dev/null || echo 2)}
+fuzz_seconds=${LAMINA_FUZZ_SECONDS:-20}
+cli=$root/build/gcc-cxx17-release/examples/cli/lamina
+
+packages=(g++ clang cmake ninja-build ccache meson pkg-config python3-numpy
+          libxsimd-dev doctest-dev libstb-dev nlohmann-json3-dev unicode-data
+          libvulkan-dev mesa-vulkan-drivers glslang-tools)
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+# Sets `common` to the CMake arguments every configuration shares: Ninja and ccache when present.
+# The generator is only named for a new build folder (CMake cannot switch it in an existing one).
+set_common_args() {  # BUILD_DIR
+  common=()
+  if [ ! -f "$1/CMakeCache.txt" ] && command -v ninja >/dev/null 2>&1; then common+=(-G Ninja); fi
+  if command -v ccache >/dev/null 2>&1; then common+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
+}
+
+require_program() {
+  command -v "$1" >/dev/null 2>&1 || { echo "$1 is not installed"; return 1; }
+}
+
+# One configuration of the matrix: configure, build everything, run the tests through CTest.
+cmake_config() {  # NAME COMPILER STANDARD BUILD_TYPE EXTRA_CXX_FLAGS
+  local name=$1 compiler=$2 standard=$3 build_type=$4 flags=$5 dir=build/$1
+  require_program "$compiler"
+  local common
+  set_common_args "$dir"
+  cmake -S . -B "$dir" "${common[@]}" \
+    -DCMAKE_CXX_COMPILER="$compiler" \
+    -DCMAKE_CXX_STANDARD="$standard" -DCMAKE_CXX_STANDARD_REQUIRED=ON -DCMAKE_CXX_EXTENSIONS=OFF \
+    -DCMAKE_BUILD_TYPE="$build_type" \
+    -DCMAKE_CXX_FLAGS="$flags" \
+    -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" \
+    -DCMAKE_CXX_FLAGS_DEBUG="-g" \
+    -DLAMINA_WERROR=ON \
+    -DLAMINA_SHARED_DIR="$shared"
+  echo "building $name with $jobs jobs"
+  cmake --build "$dir" --parallel "$jobs"
+  (cd "$dir" && ctest --output-on-failure)
+}
+
+# Configures, builds and runs tests/packaging.
+build_consumer() {  # BUILD_DIR CMAKE_ARGS...
+  local dir=$1
+  shift
+  rm -rf "$dir"
+  local common
+  set_common_args "$dir"
+  cmake -S tests/packaging -B "$dir" "${common[@]}" -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_CXX_FLAGS="-Wall -Wextra -Wpedantic -Werror" "$@"
+  cmake --build "$dir" --parallel "$jobs"
+  "$dir/consumer"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Steps
+
+step_deps() {
+  bash scripts/install-deps.sh --sanitizers "${packages[@]}"
+}
+
+step_gcc_cxx17_release() {
+  cmake_config gcc-cxx17-release g++ 17 Release ""
+}
+
+step_clang_cxx20_asan() {
+  # Any sanitizer report fails the run: UBSan does not recover, ASan and LeakSanitizer exit non-zero.
+  export ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  cmake_config clang-cxx20-asan clang++ 20 Debug \
+    "-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all"
+}
+
+step_gcc_cxx20_noexcept() {
+  cmake_config gcc-cxx20-noexcept g++ 20 Release "-fno-exceptions"
+}
+
+step_package_find_package() {
+  local work=build/packaging
+  rm -rf "$work/lamina" "$work/prefix"
+  local common
+  set_common_args "$work/lamina"
+  cmake -S . -B "$work/lamina" "${common[@]}" -DLAMINA_BUILD_TESTS=OFF -DLAMINA_BUILD_EXAMPLES=OFF \
+    -DLAMINA_BUILD_BENCH=OFF -DLAMINA_INSTALL=ON -DCMAKE_INSTALL_PREFIX="$root/$work/prefix"
+  cmake --build "$work/lamina"
+  cmake --install "$work/lamina"
+  build_consumer "$work/find-package" -DLAMINA_CONSUMER_MODE=find_package -DCMAKE_PREFIX_PATH="$root/$work/prefix"
+}
+
+step_package_add_subdirectory() {
+  build_consumer build/packaging/add-subdirectory -DLAMINA_CONSUMER_MODE=add_subdirectory -DLAMINA_SOURCE_DIR="$root"
+}
+
+step_package_fetchcontent() {
+  build_consumer build/packaging/fetchcontent -DLAMINA_CONSUMER_MODE=fetchcontent -DLAMINA_SOURCE_DIR="$root"
+}
+
+step_meson() {
+  require_program meson
+  require_program clang++
+  local dir=build/meson-clang-cxx17
+  local options=(-Dcpp_std=c++17 -Dwarning_level=3 -Dwerror=true -Doptimization=2 -Ddebug=false
+                 -Db_ndebug=true -Dshared_dir="$shared")
+  if [ -f "$dir/build.ninja" ]; then
+    meson setup --reconfigure "$dir" "${options[@]}"
+  else
+    local compiler=clang++
+    command -v ccache >/dev/null 2>&1 && compiler="ccache clang++"
+    CXX=$compiler meson setup "$dir" "${options[@]}"
+  fi
+  meson compile -C "$dir" -j "$jobs"
+  meson test -C "$dir" --print-errorlogs
+}
+
+step_meson_subproject() {
+  require_program meson
+  local work=build/meson-subproject
+  rm -rf "$work"
+  mkdir -p "$work/source/subprojects"
+  cp tests/packaging/meson.build tests/packaging/main.cpp "$work/source/"
+  ln -s "$root" "$work/source/subprojects/lamina"
+  meson setup "$work/build" "$work/source" -Dwarning_level=3 -Dwerror=true
+  meson compile -C "$work/build" -j "$jobs"
+  "$work/build/consumer"
+}
+
+step_fuzz() {
+  local sources=(fuzz/*.cpp)
+  if [ ! -e "${sources[0]}" ]; then
+    echo "no fuzz targets (fuzz/*.cpp) yet"
+    return 0
+  fi
+  require_program clang++
+  local dir=build/clang-fuzz
+  local common
+  set_common_args "$dir"
+  cmake -S . -B "$dir" "${common[@]}" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug \
+    -DCMAKE_CXX_FLAGS_DEBUG="-g" -DLAMINA_FUZZ=ON -DLAMINA_WERROR=ON \
+    -DLAMINA_BUILD_TESTS=OFF -DLAMINA_BUILD_EXAMPLES=OFF -DLAMINA_BUILD_BENCH=OFF
+  cmake --build "$dir" --parallel "$jobs"
+  local source name corpus
+  for source in "${sources[@]}"; do
+    name=$(basename "$source" .cpp)
+    corpus=$dir/corpus/$name
+    mkdir -p "$corpus" "$dir/artifacts"
+    if [ -d "fuzz/corpus/$name" ]; then cp -R "fuzz/corpus/$name/." "$corpus/"; fi
+    echo "fuzzing $name for ${fuzz_seconds}s"
+    "$dir/fuzz/$name" -max_total_time="$fuzz_seconds" -timeout=25 -rss_limit_mb=2048 \
+      -artifact_prefix="$dir/artifacts/$name-" -print_final_stats=1 "$corpus"
+  done
+}
+
+check_cases() {  # logits | tokenize | lora | all
+  if [ ! -x "$cli" ]; then
+    echo "$cli was not built (see step gcc-cxx17-release)"
+    return 1
+  fi
+  if [ ! -f "$shared/tools/check_all.sh" ]; then
+    echo "no reference data at $shared (set LAMINA_SHARED_DIR)"
+    return 1
+  fi
+  bash "$shared/tools/check_all.sh" "$cli" "$1"
+}
+
+step_check_logits() { check_cases logits; }
+step_check_tokenize() { check_cases tokenize; }
+
+# ---------------------------------------------------------------------------------------------
+# Run the steps
+
+mkdir -p build/logs
+passed=0
+failed=0
+summary=()
+started=$SECONDS
+echo "lamina tests: $(uname -sm), $jobs jobs, reference data: $shared"
+[ -d "$shared" ] || echo "warning: $shared does not exist; tests that need reference data will fail"
+
+for step in "${steps[@]}"; do
+  function=step_${step//-/_}
+  if ! declare -F "$function" >/dev/null; then
+    echo "unknown step '$step' (scripts/test.sh --list shows them)"
+    summary+=("FAIL  $step (unknown step)")
+    failed=$((failed + 1))
+    continue
+  fi
+  echo
+  echo "==> $step"
+  step_started=$SECONDS
+  ( set -euo pipefail; "$function" ) 2>&1 | tee "build/logs/$step.log"
+  status=${PIPESTATUS[0]}
+  elapsed=$((SECONDS - step_started))
+  if [ "$status" -eq 0 ]; then
+    passed=$((passed + 1))
+    summary+=("$(printf 'PASS  %-26s %5ss' "$step" "$elapsed")")
+  else
+    failed=$((failed + 1))
+    summary+=("$(printf 'FAIL  %-26s %5ss  (exit %s; log: build/logs/%s.log)' "$step" "$elapsed" "$status" "$step")")
+  fi
+done
+
+echo
+echo "==> summary ($((SECONDS - started))s in all)"
+printf '%s\n' "${summary[@]}"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

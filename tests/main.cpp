@@ -1,0 +1,69 @@
+// The one main() of lamina_tests, and the allocation counter of tests/alloc_counter.hpp.
+//
+// Without exceptions (-fno-exceptions), doctest's REQUIRE would silently do nothing unless
+// DOCTEST_CONFIG_NO_EXCEPTIONS_BUT_WITH_ALL_ASSERTS is set (then a failed REQUIRE ends the
+// program). The build defines it for every test file in that case; this is the fallback for
+// builds that compile main.cpp alone.
+#if !defined(__cpp_exceptions) && !defined(__EXCEPTIONS) && !defined(_CPPUNWIND)
+#  ifndef DOCTEST_CONFIG_NO_EXCEPTIONS_BUT_WITH_ALL_ASSERTS
+#    define DOCTEST_CONFIG_NO_EXCEPTIONS_BUT_WITH_ALL_ASSERTS
+#  endif
+#endif
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
+
+#include "alloc_counter.hpp"
+
+#include <atomic>
+#include <cstddef>
+#include <cstdlib>
+#include <new>
+
+// AddressSanitizer supplies every form of operator new/delete itself (the nothrow ones too), and
+// pairs them; replacing only some forms would make it report mismatches, and replacing all
+// would hide real ones. So under ASan nothing is replaced and nothing is counted.
+#if defined(__SANITIZE_ADDRESS__)
+#  define LAMINA_TEST_ASAN 1
+#elif defined(__has_feature)
+#  if __has_feature(address_sanitizer)
+#    define LAMINA_TEST_ASAN 1
+#  endif
+#endif
+
+namespace {
+std::atomic<std::size_t> allocations{0};
+}  // namespace
+
+std::size_t lamina_test::allocation_count() { return allocations.load(std::memory_order_relaxed); }
+
+#if defined(LAMINA_TEST_ASAN)
+
+bool lamina_test::allocation_counting() { return false; }
+
+#else
+
+bool lamina_test::allocation_counting() { return true; }
+
+namespace {
+void* counted_allocation(std::size_t size) {
+  allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* memory = std::malloc(size != 0 ? size : 1)) return memory;
+#  if defined(__cpp_exceptions) || defined(__EXCEPTIONS) || defined(_CPPUNWIND)
+  throw std::bad_alloc();
+#  else
+  std::abort();
+#  endif
+}
+}  // namespace
+
+// Replacements of the global allocation functions ([replacement.functions]). The standard
+// library's nothrow forms call these; over-aligned allocations keep the standard library's own
+// (uncounted) pair, which is consistent on its own.
+void* operator new(std::size_t size) { return counted_allocation(size); }
+void* operator new[](std::size_t size) { return counted_allocation(size); }
+void operator delete(void* memory) noexcept { std::free(memory); }
+void operator delete[](void* memory) noexcept { std::free(memory); }
+void operator delete(void* memory, std::size_t) noexcept { std::free(memory); }
+void operator delete[](void* memory, std::size_t) noexcept { std::free(memory); }
+
+#endif
