@@ -1,0 +1,460 @@
+// lamina — command-line front end of the library. Every subcommand is a thin client of the
+// public API in <lamina/lamina.hpp>; read it as a set of usage examples.
+//
+//   lamina logits   -m MODEL --tokens "1 2 3" [--lora PATH[:SCALE]]... -o OUT.f32
+//   lamina generate -m MODEL (--prompt TEXT | --tokens IDS) -n N [sampling options] [--print-ids]
+//   lamina tokenize -m GGUF (--text TEXT | --file FILE) [--split-tests]
+//   lamina inspect  -m GGUF
+#include <lamina/lamina.hpp>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Argument parsing: every option is declared with the subcommand that takes it; anything else
+// is an error. Values are checked strictly (no trailing garbage, in range).
+
+struct Option {
+  const char* long_name;
+  const char* short_name;  // or nullptr
+  bool takes_value;
+  const char* help;
+};
+
+struct ParsedArguments {
+  std::vector<std::pair<std::string, std::string>> values;  // (long name, value) in order
+  bool has(const std::string& name) const {
+    for (const auto& entry : values) if (entry.first == name) return true;
+    return false;
+  }
+  const std::string* get(const std::string& name) const {
+    const std::string* found = nullptr;
+    for (const auto& entry : values) if (entry.first == name) found = &entry.second;
+    return found;  // the last occurrence wins
+  }
+  std::vector<std::string> all(const std::string& name) const {
+    std::vector<std::string> found;
+    for (const auto& entry : values) if (entry.first == name) found.push_back(entry.second);
+    return found;
+  }
+};
+
+lamina::Error usage_error(const std::string& message) { return lamina::fail(lamina::ErrorCode::invalid_argument, message); }
+
+lamina::Result<ParsedArguments> parse_arguments(int argc, char** argv, int first, const std::vector<Option>& options) {
+  ParsedArguments parsed;
+  for (int i = first; i < argc; ++i) {
+    const std::string argument = argv[i];
+    const Option* matched = nullptr;
+    for (const Option& option : options) {
+      if (argument == option.long_name || (option.short_name != nullptr && argument == option.short_name)) matched = &option;
+    }
+    if (matched == nullptr) return usage_error("unknown option '" + argument + "' (see --help)");
+    std::string value;
+    if (matched->takes_value) {
+      if (i + 1 >= argc) return usage_error(std::string("option ") + matched->long_name + " needs a value");
+      value = argv[++i];
+    }
+    parsed.values.emplace_back(matched->long_name, value);
+  }
+  return parsed;
+}
+
+lamina::Result<long long> parse_integer(const std::string& text, const char* option, long long minimum, long long maximum) {
+  errno = 0;
+  char* end = nullptr;
+  const long long value = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || end == text.c_str() || *end != '\0' || errno == ERANGE || value < minimum || value > maximum) {
+    return usage_error(std::string("option ") + option + ": '" + text + "' is not an integer in [" + std::to_string(minimum) +
+                       ", " + std::to_string(maximum) + "]");
+  }
+  return value;
+}
+
+lamina::Result<float> parse_float(const std::string& text, const char* option, double minimum, double maximum) {
+  errno = 0;
+  char* end = nullptr;
+  const double value = std::strtod(text.c_str(), &end);
+  if (text.empty() || end == text.c_str() || *end != '\0' || errno == ERANGE || !std::isfinite(value) || value < minimum ||
+      value > maximum) {
+    char range[96];
+    std::snprintf(range, sizeof range, "[%g, %g]", minimum, maximum);
+    return usage_error(std::string("option ") + option + ": '" + text + "' is not a number in " + range);
+  }
+  return static_cast<float>(value);
+}
+
+// "1 2 3" or "1,2,3" -> token ids.
+lamina::Result<std::vector<lamina::Token>> parse_token_list(const std::string& text) {
+  std::vector<lamina::Token> tokens;
+  std::string current;
+  for (std::size_t i = 0; i <= text.size(); ++i) {
+    const char c = i < text.size() ? text[i] : ' ';
+    if (c == ' ' || c == ',' || c == '\t' || c == '\n') {
+      if (current.empty()) continue;
+      lamina::Result<long long> id = parse_integer(current, "--tokens", 0, 0x7fffffff);
+      if (!id) return id.take_error();
+      tokens.push_back(static_cast<lamina::Token>(*id));
+      current.clear();
+    } else {
+      current += c;
+    }
+  }
+  if (tokens.empty()) return usage_error("option --tokens: no token ids given");
+  return tokens;
+}
+
+lamina::Result<std::string> read_whole_file(const std::string& path) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) return lamina::fail(lamina::ErrorCode::io, path + ": cannot open file: " + std::strerror(errno));
+  std::string text;
+  char buffer[65536];
+  std::size_t got;
+  while ((got = std::fread(buffer, 1, sizeof buffer, file)) > 0) text.append(buffer, got);
+  const bool failed = std::ferror(file) != 0;
+  std::fclose(file);
+  if (failed) return lamina::fail(lamina::ErrorCode::io, path + ": read error");
+  return text;
+}
+
+void print_help(const char* usage, const std::vector<Option>& options) {
+  std::printf("usage: %s\n\noptions:\n", usage);
+  for (const Option& option : options) {
+    std::string names = option.short_name ? std::string(option.short_name) + ", " + option.long_name : std::string("    ") + option.long_name;
+    std::printf("  %-22s %s\n", names.c_str(), option.help);
+  }
+}
+
+int report(const lamina::Error& error) {
+  std::fprintf(stderr, "lamina: %s\n", error.message.c_str());
+  return 1;
+}
+
+const Option help_option{"--help", "-h", false, "show this help"};
+const Option model_option{"--model", "-m", true, "GGUF model file"};
+const Option lora_option{"--lora", nullptr, true, "LoRA adapter PATH[:SCALE] (repeatable)"};
+
+lamina::Result<void> reject_lora(const ParsedArguments& arguments) {
+  if (arguments.has("--lora")) {
+    return lamina::fail(lamina::ErrorCode::unsupported, "--lora: LoRA adapters are not supported yet in this version");
+  }
+  return lamina::success();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+int run_logits(int argc, char** argv) {
+  const char* usage = "lamina logits -m MODEL --tokens \"1 2 3\" [--lora PATH[:SCALE]]... -o OUT.f32";
+  const std::vector<Option> options = {
+      help_option, model_option, {"--tokens", nullptr, true, "token ids, space or comma separated"},
+      lora_option, {"--output", "-o", true, "output file: int32 n_vocab, then float32[n_tokens][n_vocab]"},
+      {"--threads", "-t", true, "threads (default: all cores)"}};
+  lamina::Result<ParsedArguments> arguments = parse_arguments(argc, argv, 2, options);
+  if (!arguments) return report(arguments.error());
+  if (arguments->has("--help")) return print_help(usage, options), 0;
+  if (!arguments->get("--model") || !arguments->get("--tokens") || !arguments->get("--output")) {
+    return report(usage_error(std::string("missing option; usage: ") + usage));
+  }
+  lamina::Result<void> no_lora = reject_lora(*arguments);
+  if (!no_lora) return report(no_lora.error());
+  lamina::Result<std::vector<lamina::Token>> tokens = parse_token_list(*arguments->get("--tokens"));
+  if (!tokens) return report(tokens.error());
+  lamina::SessionParams params;
+  if (const std::string* threads = arguments->get("--threads")) {
+    lamina::Result<long long> count = parse_integer(*threads, "--threads", 1, 1024);
+    if (!count) return report(count.error());
+    params.thread_count = static_cast<std::uint32_t>(*count);
+  }
+  lamina::ModelParams model_params;
+  model_params.load_tokenizer = false;  // ids in, logits out
+  lamina::Result<std::shared_ptr<const lamina::Model>> model = lamina::Model::load(*arguments->get("--model"), model_params);
+  if (!model) return report(model.error());
+  const std::uint32_t vocab = (*model)->hparams().vocab_size;
+  params.context_length = static_cast<std::uint32_t>(tokens->size());
+  params.batch_size = static_cast<std::uint32_t>(tokens->size());
+  params.logits_for_every_token = true;
+  lamina::Result<lamina::Session> session = lamina::Session::create(*model, params);
+  if (!session) return report(session.error());
+  std::vector<float> logits(tokens->size() * vocab);
+  lamina::Result<void> fed = session->feed(tokens->data(), tokens->size(), 0, logits.data());
+  if (!fed) return report(fed.error());
+
+  const std::string& path = *arguments->get("--output");
+  std::FILE* out = std::fopen(path.c_str(), "wb");
+  if (out == nullptr) return report(lamina::fail(lamina::ErrorCode::io, path + ": cannot create file: " + std::strerror(errno)));
+  const std::int32_t header = static_cast<std::int32_t>(vocab);
+  bool written = std::fwrite(&header, sizeof header, 1, out) == 1 &&
+                 std::fwrite(logits.data(), sizeof(float), logits.size(), out) == logits.size();
+  written = (std::fclose(out) == 0) && written;
+  if (!written) return report(lamina::fail(lamina::ErrorCode::io, path + ": write failed"));
+  std::printf("wrote logits of %zu tokens × %u to %s\n", tokens->size(), vocab, path.c_str());
+  return 0;
+}
+
+int run_generate(int argc, char** argv) {
+  const char* usage =
+      "lamina generate -m MODEL (--prompt TEXT | --tokens IDS) -n N [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
+      "                [--repeat-penalty R] [--seed S] [--lora PATH[:SCALE]]... [--print-ids]";
+  const std::vector<Option> options = {
+      help_option, model_option,
+      {"--prompt", "-p", true, "prompt text"},
+      {"--tokens", nullptr, true, "prompt as token ids instead of text"},
+      {"--n-predict", "-n", true, "tokens to generate (default 64)"},
+      {"--temp", nullptr, true, "temperature; 0 = greedy (default 0.8)"},
+      {"--top-k", nullptr, true, "keep the K most likely tokens; 0 = off (default 40)"},
+      {"--top-p", nullptr, true, "nucleus sampling threshold; 1 = off (default 0.95)"},
+      {"--min-p", nullptr, true, "drop tokens below P × the top probability; 0 = off (default 0.05)"},
+      {"--repeat-penalty", nullptr, true, "penalty for tokens in the last 64; 1 = off (default 1.0)"},
+      {"--seed", nullptr, true, "random seed (default 0)"},
+      {"--threads", "-t", true, "threads (default: all cores)"},
+      {"--ctx", "-c", true, "context length (default: the model's)"},
+      lora_option,
+      {"--print-ids", nullptr, false, "print the generated token ids after the text"}};
+  lamina::Result<ParsedArguments> arguments = parse_arguments(argc, argv, 2, options);
+  if (!arguments) return report(arguments.error());
+  if (arguments->has("--help")) return print_help(usage, options), 0;
+  if (!arguments->get("--model")) return report(usage_error(std::string("missing -m MODEL; usage: ") + usage));
+  if (arguments->has("--prompt") == arguments->has("--tokens")) {
+    return report(usage_error("give exactly one of --prompt and --tokens"));
+  }
+  lamina::Result<void> no_lora = reject_lora(*arguments);
+  if (!no_lora) return report(no_lora.error());
+
+  lamina::SessionParams params;
+  long long n_predict = 64;
+  struct FloatOption { const char* name; float* target; double minimum; double maximum; };
+  const FloatOption float_options[] = {
+      {"--temp", &params.sampling.temperature, 0.0, 100.0},
+      {"--top-p", &params.sampling.top_p, 0.0, 1.0},
+      {"--min-p", &params.sampling.min_p, 0.0, 1.0},
+      {"--repeat-penalty", &params.sampling.repeat_penalty, 0.0, 100.0},
+  };
+  for (const FloatOption& option : float_options) {
+    if (const std::string* text = arguments->get(option.name)) {
+      lamina::Result<float> value = parse_float(*text, option.name, option.minimum, option.maximum);
+      if (!value) return report(value.error());
+      *option.target = *value;
+    }
+  }
+  if (const std::string* text = arguments->get("--n-predict")) {
+    lamina::Result<long long> value = parse_integer(*text, "-n", 0, 1 << 24);
+    if (!value) return report(value.error());
+    n_predict = *value;
+  }
+  if (const std::string* text = arguments->get("--top-k")) {
+    lamina::Result<long long> value = parse_integer(*text, "--top-k", 0, 1 << 30);
+    if (!value) return report(value.error());
+    params.sampling.top_k = static_cast<int>(*value);
+  }
+  if (const std::string* text = arguments->get("--seed")) {
+    errno = 0;
+    char* end = nullptr;
+    const unsigned long long seed = std::strtoull(text->c_str(), &end, 10);
+    if (text->empty() || *end != '\0' || errno == ERANGE || (*text)[0] == '-') return report(usage_error("--seed: '" + *text + "' is not a non-negative integer"));
+    params.sampling.seed = seed;
+  }
+  if (const std::string* text = arguments->get("--threads")) {
+    lamina::Result<long long> value = parse_integer(*text, "--threads", 1, 1024);
+    if (!value) return report(value.error());
+    params.thread_count = static_cast<std::uint32_t>(*value);
+  }
+  if (const std::string* text = arguments->get("--ctx")) {
+    lamina::Result<long long> value = parse_integer(*text, "--ctx", 1, 1 << 24);
+    if (!value) return report(value.error());
+    params.context_length = static_cast<std::uint32_t>(*value);
+  }
+
+  lamina::Result<std::shared_ptr<const lamina::Model>> model = lamina::Model::load(*arguments->get("--model"));
+  if (!model) return report(model.error());
+  const lamina::Tokenizer& tokenizer = (*model)->tokenizer();
+  std::vector<lamina::Token> prompt;
+  if (const std::string* ids = arguments->get("--tokens")) {
+    lamina::Result<std::vector<lamina::Token>> parsed = parse_token_list(*ids);
+    if (!parsed) return report(parsed.error());
+    prompt = std::move(*parsed);
+  } else {
+    lamina::Result<std::vector<lamina::Token>> encoded = tokenizer.encode(*arguments->get("--prompt"));
+    if (!encoded) return report(encoded.error());
+    prompt = std::move(*encoded);
+  }
+  if (prompt.empty()) return report(usage_error("the prompt is empty"));
+  if (params.context_length == 0) params.context_length = (*model)->hparams().context_length;
+  if (prompt.size() + static_cast<std::size_t>(n_predict) > params.context_length) {
+    return report(usage_error("prompt (" + std::to_string(prompt.size()) + " tokens) + -n " + std::to_string(n_predict) +
+                              " exceed the context of " + std::to_string(params.context_length) + " tokens (see --ctx)"));
+  }
+  lamina::Result<lamina::Session> session = lamina::Session::create(*model, params);
+  if (!session) return report(session.error());
+
+  // Echo the prompt, then stream each token's text as soon as it is sampled.
+  if (arguments->has("--prompt")) std::fputs(arguments->get("--prompt")->c_str(), stdout);
+  else for (lamina::Token token : prompt) std::fputs(tokenizer.token_to_piece(token).c_str(), stdout);
+  std::fflush(stdout);
+
+  lamina::GenerateOptions generate_options;
+  generate_options.max_tokens = static_cast<std::size_t>(n_predict);
+  lamina::Result<lamina::GenerationResult> result =
+      lamina::generate(*session, prompt, generate_options, [](std::string_view text) {
+        std::fwrite(text.data(), 1, text.size(), stdout);
+        std::fflush(stdout);
+        return true;
+      });
+  std::printf("\n");
+  if (!result) return report(result.error());
+  if (arguments->has("--print-ids")) {
+    std::printf("ids:");
+    for (lamina::Token token : result->tokens) std::printf(" %d", token);
+    std::printf("\n");
+  }
+  const double prompt_seconds = result->prompt_seconds;
+  const double generation_seconds = result->generation_seconds;
+  const std::size_t generated = result->tokens.size();
+  std::printf("prompt: %zu tokens in %.3f s (%.1f t/s) | generation: %zu tokens in %.3f s (%.1f t/s)\n", prompt.size(),
+              prompt_seconds, prompt_seconds > 0 ? static_cast<double>(prompt.size()) / prompt_seconds : 0.0, generated,
+              generation_seconds, generation_seconds > 0 ? static_cast<double>(generated) / generation_seconds : 0.0);
+  return 0;
+}
+
+int run_tokenize(int argc, char** argv) {
+  const char* usage = "lamina tokenize -m GGUF (--text TEXT | --file FILE) [--split-tests]";
+  const std::vector<Option> options = {
+      help_option, model_option,
+      {"--text", nullptr, true, "text to tokenize"},
+      {"--file", "-f", true, "file to tokenize"},
+      {"--split-tests", nullptr, false, "FILE holds test cases separated by '\\n__ggml_vocab_test__\\n': one line of ids per case, no BOS"}};
+  lamina::Result<ParsedArguments> arguments = parse_arguments(argc, argv, 2, options);
+  if (!arguments) return report(arguments.error());
+  if (arguments->has("--help")) return print_help(usage, options), 0;
+  if (!arguments->get("--model")) return report(usage_error(std::string("missing -m GGUF; usage: ") + usage));
+  if (arguments->has("--text") == arguments->has("--file")) return report(usage_error("give exactly one of --text and --file"));
+  if (arguments->has("--split-tests") && !arguments->has("--file")) return report(usage_error("--split-tests needs --file"));
+
+  lamina::Result<lamina::gguf::File> file = lamina::gguf::File::open(*arguments->get("--model"));
+  if (!file) return report(file.error());
+  lamina::Result<lamina::Tokenizer> tokenizer = lamina::Tokenizer::from_gguf(*file);
+  if (!tokenizer) return report(tokenizer.error());
+  std::string text;
+  if (const std::string* path = arguments->get("--file")) {
+    lamina::Result<std::string> contents = read_whole_file(*path);
+    if (!contents) return report(contents.error());
+    text = std::move(*contents);
+  } else {
+    text = *arguments->get("--text");
+  }
+  auto print_ids = [](const std::vector<lamina::Token>& ids) {
+    for (std::size_t i = 0; i < ids.size(); ++i) std::printf(i ? " %d" : "%d", ids[i]);
+    std::printf("\n");
+  };
+  if (arguments->has("--split-tests")) {
+    lamina::Tokenizer::EncodeOptions options;
+    options.add_bos = 0;
+    options.add_eos = 0;
+    for (const std::string& test_case : lamina::split_tokenizer_test_cases(text)) {
+      lamina::Result<std::vector<lamina::Token>> ids = tokenizer->encode(test_case, options);
+      if (!ids) return report(ids.error());
+      print_ids(*ids);
+    }
+    return 0;
+  }
+  lamina::Result<std::vector<lamina::Token>> ids = tokenizer->encode(text);
+  if (!ids) return report(ids.error());
+  print_ids(*ids);
+  return 0;
+}
+
+std::string describe_value(const lamina::gguf::Value& value) {
+  using lamina::gguf::ValueType;
+  switch (value.type) {
+    case ValueType::uint8: case ValueType::uint16: case ValueType::uint32: case ValueType::uint64:
+      return std::to_string(value.unsigned_value);
+    case ValueType::int8: case ValueType::int16: case ValueType::int32: case ValueType::int64:
+      return std::to_string(value.signed_value);
+    case ValueType::float32: case ValueType::float64: {
+      char buffer[64];
+      std::snprintf(buffer, sizeof buffer, "%g", value.float_value);
+      return buffer;
+    }
+    case ValueType::boolean: return value.unsigned_value ? "true" : "false";
+    case ValueType::string: {
+      std::string shown = value.string_value.size() > 80 ? value.string_value.substr(0, 77) + "..." : value.string_value;
+      for (char& c : shown) if (c == '\n' || c == '\r') c = ' ';
+      return "\"" + shown + "\"";
+    }
+    case ValueType::array: {
+      std::string text = std::string("[") + lamina::gguf::value_type_name(value.element_type) + " × " +
+                         std::to_string(value.elements.size()) + "]";
+      if (!value.elements.empty()) {
+        text += " ";
+        for (std::size_t i = 0; i < value.elements.size() && i < 5; ++i) text += (i ? ", " : "") + describe_value(value.elements[i]);
+        if (value.elements.size() > 5) text += ", …";
+      }
+      return text;
+    }
+  }
+  return "?";
+}
+
+int run_inspect(int argc, char** argv) {
+  const char* usage = "lamina inspect -m GGUF";
+  const std::vector<Option> options = {help_option, model_option};
+  lamina::Result<ParsedArguments> arguments = parse_arguments(argc, argv, 2, options);
+  if (!arguments) return report(arguments.error());
+  if (arguments->has("--help")) return print_help(usage, options), 0;
+  if (!arguments->get("--model")) return report(usage_error(std::string("missing -m GGUF; usage: ") + usage));
+  lamina::Result<lamina::gguf::File> file = lamina::gguf::File::open(*arguments->get("--model"));
+  if (!file) return report(file.error());
+  std::printf("%s: GGUF v%u, %zu metadata keys, %zu tensors, alignment %u\n\n", file->name().c_str(), file->version(),
+              file->metadata().size(), file->tensors().size(), file->alignment());
+  std::printf("metadata:\n");
+  for (const auto& entry : file->metadata()) std::printf("  %-44s %s\n", entry.first.c_str(), describe_value(entry.second).c_str());
+  std::printf("\ntensors:\n  %-40s %-8s %-24s %12s\n", "name", "type", "shape", "bytes");
+  std::uint64_t total = 0;
+  for (const lamina::gguf::TensorInfo& tensor : file->tensors()) {
+    std::string shape = "[";
+    for (std::size_t i = 0; i < tensor.shape.size(); ++i) shape += (i ? ", " : "") + std::to_string(tensor.shape[i]);
+    shape += "]";
+    std::printf("  %-40s %-8s %-24s %12" PRIu64 "\n", tensor.name.c_str(), lamina::dtype_name(tensor.dtype), shape.c_str(), tensor.size_bytes);
+    total += tensor.size_bytes;
+  }
+  std::printf("\n%zu tensors, %.2f MiB of weights\n", file->tensors().size(), static_cast<double>(total) / (1024.0 * 1024.0));
+  return 0;
+}
+
+void print_main_help() {
+  std::printf(
+      "lamina %s — run LLMs locally\n\n"
+      "usage: lamina COMMAND [options]   (lamina COMMAND --help for its options)\n\n"
+      "commands:\n"
+      "  logits     evaluate token ids and write the logits after every position\n"
+      "  generate   generate text from a prompt, streaming it\n"
+      "  tokenize   print the token ids of a text\n"
+      "  inspect    print a GGUF file's metadata and tensor table\n",
+      LAMINA_VERSION_STRING);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    print_main_help();
+    return 1;
+  }
+  const std::string command = argv[1];
+  if (command == "--help" || command == "-h" || command == "help") return print_main_help(), 0;
+  if (command == "--version") return std::printf("lamina %s\n", LAMINA_VERSION_STRING), 0;
+  if (command == "logits") return run_logits(argc, argv);
+  if (command == "generate") return run_generate(argc, argv);
+  if (command == "tokenize") return run_tokenize(argc, argv);
+  if (command == "inspect") return run_inspect(argc, argv);
+  std::fprintf(stderr, "lamina: unknown command '%s' (commands: logits, generate, tokenize, inspect)\n", command.c_str());
+  return 1;
+}

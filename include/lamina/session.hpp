@@ -1,0 +1,345 @@
+// lamina/session.hpp — the high-level API: a shared, immutable Model and the Sessions that use it.
+//
+//   auto model = lamina::Model::load("model.gguf");            // Result<std::shared_ptr<const Model>>
+//   if (!model) return report(model.error());
+//   auto session = lamina::Session::create(*model);             // owns KV cache, sampler, buffers
+//   session->feed_text("Once upon a time");
+//   for (int i = 0; i < 32; ++i) {
+//     lamina::Result<lamina::Token> token = session->generate_next();   // one step per call
+//     std::fputs((*model)->tokenizer().token_to_piece(*token).c_str(), stdout);
+//   }
+//
+// A Model is never modified after loading: any number of sessions on any threads share one
+// model and one memory mapping. A Session is used by one thread at a time. Every call does
+// only the work it was asked for, so a game can advance generation a few tokens per frame.
+#pragma once
+
+#include "core/executor.hpp"
+#include "core/result.hpp"
+#include "io/gguf.hpp"
+#include "model/hparams.hpp"
+#include "model/kv_cache.hpp"
+#include "model/llama.hpp"
+#include "text/sampler.hpp"
+#include "text/tokenizer.hpp"
+
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace lamina {
+
+struct ModelParams {
+  bool load_tokenizer = true;  // false for files without tokenizer metadata; encode/decode are then unavailable
+};
+
+class Model {
+ public:
+  // Maps `path` and binds its weights in place. Errors name the file and the tensor or key.
+  static Result<std::shared_ptr<const Model>> load(const std::string& path, const ModelParams& params = {}) {
+    Result<gguf::File> file = gguf::File::open(path);
+    if (!file) return file.take_error();
+    return from_file(std::move(*file), params);
+  }
+
+  static Result<std::shared_ptr<const Model>> from_file(gguf::File file, const ModelParams& params = {}) {
+    std::shared_ptr<Model> model(new Model());
+    model->file_ = std::move(file);
+    Result<ModelHparams> hparams = read_hparams(model->file_);
+    if (!hparams) return hparams.take_error();
+    model->hparams_ = std::move(*hparams);
+    Result<ModelWeights> weights = bind_weights(model->file_, model->hparams_);
+    if (!weights) return weights.take_error();
+    model->weights_ = std::move(*weights);
+    if (params.load_tokenizer) {
+      Result<Tokenizer> tokenizer = Tokenizer::from_gguf(model->file_);
+      if (!tokenizer) return tokenizer.take_error();
+      if (tokenizer->vocab_size() != model->hparams_.vocab_size) {
+        return fail(ErrorCode::invalid_format, model->file_.name() + ": the tokenizer has " +
+                                                   std::to_string(tokenizer->vocab_size()) + " tokens, token_embd.weight " +
+                                                   std::to_string(model->hparams_.vocab_size) + " rows");
+      }
+      model->tokenizer_ = std::make_shared<const Tokenizer>(std::move(*tokenizer));
+    }
+    return std::shared_ptr<const Model>(std::move(model));
+  }
+
+  const gguf::File& file() const { return file_; }
+  const ModelHparams& hparams() const { return hparams_; }
+  const ModelWeights& weights() const { return weights_; }
+  bool has_tokenizer() const { return tokenizer_ != nullptr; }
+  // Precondition: has_tokenizer().
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+
+ private:
+  Model() = default;
+  gguf::File file_;
+  ModelHparams hparams_;
+  ModelWeights weights_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+};
+
+struct SessionParams {
+  std::uint32_t context_length = 0;   // KV cells shared by all sequences; 0: the model's training context
+  std::uint32_t batch_size = 512;     // most tokens per forward pass; longer inputs are split
+  std::uint32_t sequence_count = 1;   // independent sequences (ids 0 .. sequence_count-1)
+  bool logits_for_every_token = false;  // allow a batch to ask for logits of all its tokens
+  std::uint32_t thread_count = 0;     // size of the session's own thread pool; 0: one per hardware thread
+  Executor* executor = nullptr;       // run parallel work here instead (host job system); must outlive the session
+  SamplerParams sampling;             // each sequence gets a sampler with these settings
+};
+
+class Session {
+ public:
+  static Result<Session> create(std::shared_ptr<const Model> model, const SessionParams& params = {}) {
+    if (model == nullptr) return fail(ErrorCode::invalid_argument, "Session::create: no model");
+    const ModelHparams& hparams = model->hparams();
+    if (params.sequence_count == 0 || params.sequence_count > 4096) {
+      return fail(ErrorCode::invalid_argument, "sequence_count must be in [1, 4096]");
+    }
+    if (params.batch_size == 0 || params.batch_size > 65536) {
+      return fail(ErrorCode::invalid_argument, "batch_size must be in [1, 65536]");
+    }
+    if (params.context_length > (1u << 24)) return fail(ErrorCode::invalid_argument, "context_length is too large");
+    Session session;
+    session.model_ = std::move(model);
+    session.params_ = params;
+    if (session.params_.context_length == 0) session.params_.context_length = hparams.context_length;
+    const std::uint32_t max_outputs = params.logits_for_every_token ? params.batch_size
+                                      : (params.sequence_count < params.batch_size ? params.sequence_count : params.batch_size);
+    Result<KvCache> cache = KvCache::create(hparams, session.params_.context_length);
+    if (!cache) return cache.take_error();
+    session.cache_ = std::move(*cache);
+    Result<ForwardBuffers> buffers = ForwardBuffers::create(hparams, params.batch_size, max_outputs, session.params_.context_length);
+    if (!buffers) return buffers.take_error();
+    session.buffers_ = std::move(*buffers);
+    for (std::uint32_t sequence = 0; sequence < params.sequence_count; ++sequence) {
+      SamplerParams sampling = params.sampling;
+      sampling.seed += sequence;  // distinct, reproducible streams per sequence
+      Result<Sampler> sampler = Sampler::create(sampling, hparams.vocab_size);
+      if (!sampler) return sampler.take_error();
+      session.samplers_.push_back(std::move(*sampler));
+    }
+    session.last_logits_.assign(static_cast<std::size_t>(params.sequence_count) * hparams.vocab_size, 0.0f);
+    session.has_last_logits_.assign(params.sequence_count, 0);
+    session.batch_.tokens.reserve(params.batch_size);
+    session.batch_.positions.reserve(params.batch_size);
+    session.batch_.sequences.reserve(params.batch_size);
+    session.batch_.want_logits.reserve(params.batch_size);
+    if (params.executor == nullptr) session.own_pool_.reset(new ThreadPool(params.thread_count));
+    return session;
+  }
+
+  Session(Session&&) noexcept = default;
+  Session& operator=(Session&&) noexcept = default;
+
+  const Model& model() const { return *model_; }
+  const SessionParams& params() const { return params_; }
+  Executor& executor() { return params_.executor != nullptr ? *params_.executor : *own_pool_; }
+
+  // --- low level: one forward pass over tokens of any sequences -------------------------------
+  // Logits of the tokens flagged in batch.want_logits are then output_logits(0 .. n-1), in batch order.
+  Result<void> decode(const Batch& batch) {
+    LAMINA_TRY(forward(model_->hparams(), model_->weights(), batch, cache_, buffers_, executor(), params_.sequence_count));
+    output_count_ = batch.output_count();
+    const std::size_t vocab = model_->hparams().vocab_size;
+    std::size_t output = 0;
+    for (std::size_t t = 0; t < batch.size(); ++t) {
+      if (!batch.want_logits[t]) continue;
+      const SequenceId sequence = batch.sequences[t];
+      std::memcpy(last_logits_.data() + static_cast<std::size_t>(sequence) * vocab, buffers_.logits.data() + output * vocab,
+                  vocab * sizeof(float));
+      has_last_logits_[static_cast<std::size_t>(sequence)] = 1;
+      ++output;
+    }
+    return success();
+  }
+  std::size_t output_count() const { return output_count_; }
+  const float* output_logits(std::size_t output) const {
+    LAMINA_ASSERT(output < output_count_, "output_logits: index out of range");
+    return buffers_.logits.data() + output * model_->hparams().vocab_size;
+  }
+
+  // --- one sequence at a time -----------------------------------------------------------------
+  // Appends tokens to `sequence` (split into batch_size pieces); afterwards last_logits(sequence)
+  // holds the prediction after the last token. With logits_out non-null ([count, vocab] floats)
+  // and logits_for_every_token set, the logits after every token are written there.
+  Result<void> feed(const Token* tokens, std::size_t count, SequenceId sequence = 0, float* logits_out = nullptr) {
+    LAMINA_TRY(check_sequence(sequence));
+    if (logits_out != nullptr && !params_.logits_for_every_token) {
+      return fail(ErrorCode::invalid_argument, "feed: logits for every token need SessionParams::logits_for_every_token");
+    }
+    const std::size_t vocab = model_->hparams().vocab_size;
+    for (std::size_t begin = 0; begin < count; begin += params_.batch_size) {
+      const std::size_t end = begin + params_.batch_size < count ? begin + params_.batch_size : count;
+      Position position = cache_.next_position(sequence);
+      batch_.clear();
+      for (std::size_t i = begin; i < end; ++i) batch_.add(tokens[i], position++, sequence, logits_out != nullptr || i + 1 == count);
+      LAMINA_TRY(decode(batch_));
+      if (logits_out != nullptr) std::memcpy(logits_out + begin * vocab, buffers_.logits.data(), (end - begin) * vocab * sizeof(float));
+      for (std::size_t i = begin; i < end; ++i) samplers_[static_cast<std::size_t>(sequence)].accept(tokens[i]);
+    }
+    return success();
+  }
+  Result<void> feed(const std::vector<Token>& tokens, SequenceId sequence = 0) { return feed(tokens.data(), tokens.size(), sequence); }
+
+  // Tokenizes `text` (adding BOS when the sequence is empty and the model wants one) and feeds it.
+  Result<void> feed_text(std::string_view text, SequenceId sequence = 0) {
+    if (!model_->has_tokenizer()) return fail(ErrorCode::invalid_state, "feed_text: the model was loaded without a tokenizer");
+    LAMINA_TRY(check_sequence(sequence));
+    Tokenizer::EncodeOptions options;
+    options.add_bos = position(sequence) == 0 ? -1 : 0;
+    Result<std::vector<Token>> tokens = model_->tokenizer().encode(text, options);
+    if (!tokens) return tokens.take_error();
+    return feed(*tokens, sequence);
+  }
+
+  // The logits after the last token fed to `sequence` ([vocab] floats), or nullptr before any.
+  const float* last_logits(SequenceId sequence = 0) const {
+    if (sequence < 0 || static_cast<std::uint32_t>(sequence) >= params_.sequence_count) return nullptr;
+    if (!has_last_logits_[static_cast<std::size_t>(sequence)]) return nullptr;
+    return last_logits_.data() + static_cast<std::size_t>(sequence) * model_->hparams().vocab_size;
+  }
+
+  // Picks the next token of `sequence` from its last logits with its sampler (does not feed it).
+  Result<Token> sample(SequenceId sequence = 0) {
+    LAMINA_TRY(check_sequence(sequence));
+    const float* logits = last_logits(sequence);
+    if (logits == nullptr) return fail(ErrorCode::invalid_state, "sample: sequence " + std::to_string(sequence) + " has no logits yet; feed a prompt first");
+    return samplers_[static_cast<std::size_t>(sequence)].sample(logits);
+  }
+
+  // One generation step: samples the next token, feeds it, and returns it.
+  Result<Token> generate_next(SequenceId sequence = 0) {
+    Result<Token> token = sample(sequence);
+    if (!token) return token;
+    const Token chosen = *token;
+    LAMINA_TRY(feed(&chosen, 1, sequence));
+    return chosen;
+  }
+
+  // Tokens `sequence` holds (its next position).
+  Position position(SequenceId sequence = 0) const { return cache_.next_position(sequence); }
+
+  // Forgets the tokens of `sequence` from position `new_length` on (rewind); 0 clears it.
+  void rewind(SequenceId sequence, Position new_length) {
+    cache_.remove(sequence, new_length < 0 ? 0 : new_length);
+    if (sequence >= 0 && static_cast<std::uint32_t>(sequence) < params_.sequence_count) {
+      has_last_logits_[static_cast<std::size_t>(sequence)] = 0;
+      if (new_length <= 0) samplers_[static_cast<std::size_t>(sequence)].reset();
+    }
+  }
+  void clear() {
+    cache_.clear();
+    has_last_logits_.assign(params_.sequence_count, 0);
+    for (Sampler& sampler : samplers_) sampler.reset();
+  }
+
+  Sampler& sampler(SequenceId sequence = 0) { return samplers_[static_cast<std::size_t>(sequence)]; }
+  const KvCache& kv_cache() const { return cache_; }
+
+ private:
+  Session() = default;
+  Result<void> check_sequence(SequenceId sequence) const {
+    if (sequence < 0 || static_cast<std::uint32_t>(sequence) >= params_.sequence_count) {
+      return fail(ErrorCode::invalid_argument, "sequence id " + std::to_string(sequence) + " is outside [0, " +
+                                                   std::to_string(params_.sequence_count) + ")");
+    }
+    return success();
+  }
+
+  std::shared_ptr<const Model> model_;
+  SessionParams params_;
+  std::unique_ptr<ThreadPool> own_pool_;
+  KvCache cache_;
+  ForwardBuffers buffers_;
+  Batch batch_;
+  std::vector<Sampler> samplers_;
+  std::vector<float> last_logits_;              // [sequence_count, vocab]
+  std::vector<std::uint8_t> has_last_logits_;   // [sequence_count]
+  std::size_t output_count_ = 0;
+};
+
+// --- the generation loop, for callers who want it done for them ---------------------------------
+
+struct GenerateOptions {
+  std::size_t max_tokens = 128;
+  std::vector<std::string> stop_strings;  // generation ends when the text contains one; it is not emitted
+  bool stop_at_end_of_generation = true;  // end at EOS / EOT tokens
+  SequenceId sequence = 0;
+};
+
+enum class StopReason { max_tokens, end_of_generation, stop_string, cancelled };
+
+struct GenerationResult {
+  std::vector<Token> tokens;  // generated, including a final end-of-generation token
+  std::string text;           // what was streamed, without stop strings
+  StopReason stop_reason = StopReason::max_tokens;
+  std::size_t prompt_token_count = 0;
+  double prompt_seconds = 0;
+  double generation_seconds = 0;
+};
+
+// Feeds `prompt` to options.sequence, then samples up to max_tokens tokens, streaming their text
+// to on_text as it becomes final (text that may be the start of a stop string is held back).
+// on_text returns false to stop early. The session keeps everything it saw: call again to continue.
+inline Result<GenerationResult> generate(Session& session, const std::vector<Token>& prompt, const GenerateOptions& options,
+                                         const std::function<bool(std::string_view)>& on_text = {}) {
+  if (!session.model().has_tokenizer()) return fail(ErrorCode::invalid_state, "generate: the model was loaded without a tokenizer");
+  const Tokenizer& tokenizer = session.model().tokenizer();
+  using Clock = std::chrono::steady_clock;
+  GenerationResult result;
+  result.prompt_token_count = prompt.size();
+  const Clock::time_point start = Clock::now();
+  if (!prompt.empty()) LAMINA_TRY(session.feed(prompt, options.sequence));
+  const Clock::time_point prompt_done = Clock::now();
+  StopStringMatcher stops(options.stop_strings);
+  bool keep_going = true;
+  auto emit = [&](std::string_view text) {
+    result.text.append(text.data(), text.size());
+    if (on_text && !text.empty() && !on_text(text)) keep_going = false;
+  };
+  for (std::size_t i = 0; i < options.max_tokens; ++i) {
+    Result<Token> token = session.sample(options.sequence);
+    if (!token) return token.take_error();
+    result.tokens.push_back(*token);
+    if (options.stop_at_end_of_generation && tokenizer.is_end_of_generation(*token)) {
+      result.stop_reason = StopReason::end_of_generation;
+      break;
+    }
+    const StopMatch match = stops.feed(tokenizer.token_to_piece(*token));
+    emit(match.text);
+    if (match.stopped) {
+      result.stop_reason = StopReason::stop_string;
+      break;
+    }
+    if (!keep_going) {
+      result.stop_reason = StopReason::cancelled;
+      break;
+    }
+    // Fed even after the last step, so a later call continues from a consistent state.
+    LAMINA_TRY(session.feed(&result.tokens.back(), 1, options.sequence));
+  }
+  if (result.stop_reason != StopReason::stop_string) emit(stops.flush());
+  result.prompt_seconds = std::chrono::duration<double>(prompt_done - start).count();
+  result.generation_seconds = std::chrono::duration<double>(Clock::now() - prompt_done).count();
+  return result;
+}
+
+// Same, from text: tokenized with BOS when the sequence is empty and the model wants one.
+inline Result<GenerationResult> generate(Session& session, std::string_view prompt, const GenerateOptions& options,
+                                         const std::function<bool(std::string_view)>& on_text = {}) {
+  if (!session.model().has_tokenizer()) return fail(ErrorCode::invalid_state, "generate: the model was loaded without a tokenizer");
+  Tokenizer::EncodeOptions encode_options;
+  encode_options.add_bos = session.position(options.sequence) == 0 ? -1 : 0;
+  Result<std::vector<Token>> tokens = session.model().tokenizer().encode(prompt, encode_options);
+  if (!tokens) return tokens.take_error();
+  return generate(session, *tokens, options, on_text);
+}
+
+}  // namespace lamina
