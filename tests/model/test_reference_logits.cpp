@@ -4,6 +4,7 @@
 #include <lamina/lamina.hpp>
 #include <nlohmann/json.hpp>
 
+#include "../alloc_counter.hpp"
 #include "../test_support.hpp"
 
 #include <algorithm>
@@ -239,4 +240,22 @@ TEST_CASE("invalid batches and options are errors") {
   zero_batch.batch_size = 0;
   CHECK(!lamina::Session::create(model, zero_batch).ok());
   CHECK(!lamina::Session::create(nullptr).ok());
+}
+
+TEST_CASE("a decode step allocates nothing once the session exists") {
+  LAMINA_REQUIRE_SHARED("models/synth-llama-q8_0.gguf");
+  for (const char* path : {"models/synth-llama-f16.gguf", "models/synth-llama-q8_0.gguf"}) {
+    CAPTURE(path);
+    const std::shared_ptr<const lamina::Model> model = load_model(lamina_test::shared_path(path));
+    lamina::SessionParams params;
+    params.context_length = 64;
+    params.thread_count = 2;
+    lamina::Result<lamina::Session> session = lamina::Session::create(model, params);
+    REQUIRE(session.ok());
+    REQUIRE(session->feed(std::vector<lamina::Token>{1, 422, 317}).ok());
+    REQUIRE(session->generate_next().ok());  // warm-up: the pool's threads have started
+    lamina_test::AllocationScope scope;
+    for (int step = 0; step < 8; ++step) REQUIRE(session->generate_next().ok());
+    CHECK(scope.count() == 0);
+  }
 }
