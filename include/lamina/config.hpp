@@ -38,6 +38,14 @@
 #  define LAMINA_THREADS 1
 #endif
 
+// LAMINA_CPU_DISPATCH: 1 when the program links lamina's per-instruction-set kernel files
+// (src/lamina_cpu_*.cpp; the CMake target lamina::lamina and the meson dependency add them and
+// set this), so one binary picks SSE2, AVX2 or AVX-512 kernels at run time. 0: the kernels are
+// compiled inline for the instruction set of the including file (its -march flags).
+#ifndef LAMINA_CPU_DISPATCH
+#  define LAMINA_CPU_DISPATCH 0
+#endif
+
 // LAMINA_WINDOWS: 1 when compiling for Windows (memory mapping through CreateFileMapping).
 #ifndef LAMINA_WINDOWS
 #  if defined(_WIN32)

@@ -23,6 +23,8 @@
 
 #include "io/gguf.hpp"
 
+#include "kernels/cpu/arch.hpp"
+#include "kernels/cpu/kernels.hpp"
 #include "kernels/cpu/matmul.hpp"
 #include "kernels/reference.hpp"
 

@@ -92,6 +92,8 @@ struct SessionParams {
   std::uint32_t thread_count = 0;     // size of the session's own thread pool; 0: one per hardware thread
   Executor* executor = nullptr;       // run parallel work here instead (host job system); must outlive the session
   SamplerParams sampling;             // each sequence gets a sampler with these settings
+  DType kv_cache_type = DType::f16;   // f16 (default) or f32
+  CpuArch cpu_arch = CpuArch::automatic;  // force a lower instruction set (tests, comparisons)
 };
 
 class Session {
@@ -112,7 +114,11 @@ class Session {
     if (session.params_.context_length == 0) session.params_.context_length = hparams.context_length;
     const std::uint32_t max_outputs = params.logits_for_every_token ? params.batch_size
                                       : (params.sequence_count < params.batch_size ? params.sequence_count : params.batch_size);
-    Result<KvCache> cache = KvCache::create(hparams, session.params_.context_length);
+    if (params.cpu_arch != CpuArch::automatic && !cpu_supports(params.cpu_arch)) {
+      return fail(ErrorCode::invalid_argument, std::string("cpu_arch ") + cpu_arch_name(params.cpu_arch) + " is not supported by this processor");
+    }
+    session.kernels_ = &cpu::cpu_kernels(params.cpu_arch);
+    Result<KvCache> cache = KvCache::create(hparams, session.params_.context_length, params.kv_cache_type);
     if (!cache) return cache.take_error();
     session.cache_ = std::move(*cache);
     Result<ForwardBuffers> buffers = ForwardBuffers::create(hparams, params.batch_size, max_outputs, session.params_.context_length);
@@ -145,7 +151,7 @@ class Session {
   // --- low level: one forward pass over tokens of any sequences -------------------------------
   // Logits of the tokens flagged in batch.want_logits are then output_logits(0 .. n-1), in batch order.
   Result<void> decode(const Batch& batch) {
-    LAMINA_TRY(forward(model_->hparams(), model_->weights(), batch, cache_, buffers_, executor(), params_.sequence_count));
+    LAMINA_TRY(forward(model_->hparams(), model_->weights(), batch, cache_, buffers_, executor(), params_.sequence_count, *kernels_));
     output_count_ = batch.output_count();
     const std::size_t vocab = model_->hparams().vocab_size;
     std::size_t output = 0;
@@ -242,6 +248,8 @@ class Session {
 
   Sampler& sampler(SequenceId sequence = 0) { return samplers_[static_cast<std::size_t>(sequence)]; }
   const KvCache& kv_cache() const { return cache_; }
+  // The instruction set this session's kernels use.
+  CpuArch cpu_arch() const { return kernels_->arch; }
 
  private:
   Session() = default;
@@ -255,6 +263,7 @@ class Session {
 
   std::shared_ptr<const Model> model_;
   SessionParams params_;
+  const cpu::CpuKernels* kernels_ = nullptr;
   std::unique_ptr<ThreadPool> own_pool_;
   KvCache cache_;
   ForwardBuffers buffers_;

@@ -1,4 +1,4 @@
-// The CPU kernels against the scalar reference, and the reference ops against their definitions.
+// The scalar reference ops against their definitions.
 #include <doctest/doctest.h>
 #include <lamina/lamina.hpp>
 
@@ -16,50 +16,7 @@ std::vector<float> random_floats(std::size_t count, std::uint32_t seed, float sp
   return values;
 }
 
-// Stores `values` as `dtype` (F32, F16 or BF16) and returns the bytes.
-std::vector<std::uint16_t> to_16_bit(const std::vector<float>& values, lamina::DType dtype) {
-  std::vector<std::uint16_t> stored(values.size());
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    stored[i] = dtype == lamina::DType::f16 ? lamina::f32_to_f16(values[i]) : lamina::f32_to_bf16(values[i]);
-  }
-  return stored;
-}
-
 }  // namespace
-
-TEST_CASE("cpu::matmul matches reference::matmul for every float weight type, odd shapes, any thread count") {
-  struct Shape { std::size_t out, in, tokens; };
-  for (const Shape shape : {Shape{1, 1, 1}, Shape{17, 13, 3}, Shape{65, 129, 1}, Shape{300, 37, 40}, Shape{33, 256, 70}}) {
-    for (lamina::DType dtype : {lamina::DType::f32, lamina::DType::f16, lamina::DType::bf16}) {
-      CAPTURE(shape.out);
-      CAPTURE(shape.in);
-      CAPTURE(shape.tokens);
-      CAPTURE(lamina::dtype_name(dtype));
-      const std::vector<float> weight_values = random_floats(shape.out * shape.in, 1);
-      const std::vector<std::uint16_t> weight_16 = to_16_bit(weight_values, dtype);
-      const void* weight_data = dtype == lamina::DType::f32 ? static_cast<const void*>(weight_values.data()) : weight_16.data();
-      const lamina::TensorView weight = lamina::contiguous_view(
-          dtype, {static_cast<std::int64_t>(shape.out), static_cast<std::int64_t>(shape.in)}, weight_data);
-      const std::vector<float> x = random_floats(shape.tokens * shape.in, 2);
-      std::vector<float> expected(shape.tokens * shape.out), row(shape.in);
-      lamina::reference::matmul(weight, x.data(), expected.data(), shape.tokens, row.data());
-
-      std::vector<float> scratch(lamina::cpu::max_parallel_chunks * shape.in);
-      const lamina::cpu::MatmulScratch matmul_scratch{scratch.data(), shape.in};
-      std::vector<float> first;
-      for (std::size_t threads : {1, 2, 3}) {
-        lamina::ThreadPool pool(threads);
-        std::vector<float> got(shape.tokens * shape.out, -1.0f);
-        lamina::cpu::matmul(pool, weight, x.data(), got.data(), shape.tokens, matmul_scratch);
-        for (std::size_t i = 0; i < got.size(); ++i) {
-          REQUIRE(std::fabs(got[i] - expected[i]) <= 1e-5f * (1.0f + std::sqrt(static_cast<float>(shape.in))));
-        }
-        if (first.empty()) first = got;
-        CHECK(got == first);  // bit-identical across thread counts
-      }
-    }
-  }
-}
 
 TEST_CASE("rms_norm, softmax and silu follow their definitions") {
   const std::vector<float> x = random_floats(37, 3, 4.0f);

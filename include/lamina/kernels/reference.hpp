@@ -105,22 +105,37 @@ inline void rope_cos_sin(const RopeParams& params, float position, int pair_inde
   *sin_out = std::sin(theta) * magnitude;
 }
 
-// Rotates the first rotary_dimension_count values of each of `head_count` heads in place.
-// head: [head_count, head_size]
-inline void rope(float* heads, int head_count, int head_size, float position, const RopeParams& params, RopeStyle style) {
-  const int n = params.rotary_dimension_count;
+// Rotates the first rotary_dimension_count values of each of `head_count` heads in place by
+// precomputed angles: pair i turns by the angle whose cosine and sine are cos_table[i], sin_table[i].
+// heads: [head_count, head_size]; cos_table, sin_table: [rotary_dimension_count / 2]
+inline void rope_rotate(float* heads, int head_count, int head_size, int rotary_dimension_count, const float* cos_table,
+                        const float* sin_table, RopeStyle style) {
+  const int n = rotary_dimension_count;
   for (int h = 0; h < head_count; ++h) {
     float* x = heads + static_cast<std::size_t>(h) * static_cast<std::size_t>(head_size);
     for (int pair = 0; pair < n / 2; ++pair) {
-      float cos_theta, sin_theta;
-      rope_cos_sin(params, position, pair, &cos_theta, &sin_theta);
       const int first = style == RopeStyle::interleaved ? 2 * pair : pair;
       const int second = style == RopeStyle::interleaved ? 2 * pair + 1 : pair + n / 2;
       const float a = x[first], b = x[second];
-      x[first] = a * cos_theta - b * sin_theta;
-      x[second] = a * sin_theta + b * cos_theta;
+      x[first] = a * cos_table[pair] - b * sin_table[pair];
+      x[second] = a * sin_table[pair] + b * cos_table[pair];
     }
   }
+}
+
+// The angles of every pair at `position`. cos_table, sin_table: [rotary_dimension_count / 2]
+inline void rope_angles(const RopeParams& params, float position, float* cos_table, float* sin_table) {
+  for (int pair = 0; pair < params.rotary_dimension_count / 2; ++pair) {
+    rope_cos_sin(params, position, pair, &cos_table[pair], &sin_table[pair]);
+  }
+}
+
+// Rotates the heads of one token at `position`. heads: [head_count, head_size]
+inline void rope(float* heads, int head_count, int head_size, float position, const RopeParams& params, RopeStyle style) {
+  float cos_table[512], sin_table[512];  // rotary dimensions are at most a head (<= 1024)
+  LAMINA_ASSERT(params.rotary_dimension_count <= 1024, "rope: rotary dimension count above 1024");
+  rope_angles(params, position, cos_table, sin_table);
+  rope_rotate(heads, head_count, head_size, params.rotary_dimension_count, cos_table, sin_table, style);
 }
 
 // In place: x[i] = exp(x[i] - max) / sum_j exp(x[j] - max)   (x: [count])

@@ -1,11 +1,12 @@
 // lamina/model/kv_cache.hpp — the key/value cache shared by all sequences of a session.
 //
 // The cache is a pool of cells. A cell holds, for every layer, the key and value vectors of
-// one token ([kv_width] floats each), and remembers which sequence that token belongs to and
+// one token ([kv_width] values each, F16 by default, or F32), and remembers which sequence that token belongs to and
 // its position in it. A token attends to the cells of its own sequence whose position is at
 // most its own. Removing a sequence's tail frees its cells for reuse by any sequence.
 #pragma once
 
+#include "../core/dtype.hpp"
 #include "../core/result.hpp"
 #include "hparams.hpp"
 
@@ -26,16 +27,22 @@ class KvCache {
 
   KvCache() = default;
 
-  // Allocates `cell_count` cells for the model's layers: 2 × block_count × cell_count × kv_width floats.
-  static Result<KvCache> create(const ModelHparams& hparams, std::uint32_t cell_count) {
+  // Allocates `cell_count` cells for the model's layers: 2 × block_count × cell_count × kv_width
+  // values of `element_type` (F16 or F32).
+  static Result<KvCache> create(const ModelHparams& hparams, std::uint32_t cell_count, DType element_type = DType::f16) {
     if (cell_count == 0) return fail(ErrorCode::invalid_argument, "KV cache: cell count must be positive");
+    if (element_type != DType::f16 && element_type != DType::f32) {
+      return fail(ErrorCode::invalid_argument, std::string("KV cache: element type ") + dtype_name(element_type) + " is not supported (f16, f32)");
+    }
     KvCache cache;
+    cache.element_type_ = element_type;
+    cache.element_bytes_ = element_type == DType::f16 ? 2 : 4;
     cache.layer_count_ = hparams.block_count;
     cache.cell_count_ = cell_count;
     cache.kv_width_ = hparams.kv_width();
-    const std::size_t floats = static_cast<std::size_t>(cache.layer_count_) * cell_count * cache.kv_width_;
-    cache.keys_.assign(floats, 0.0f);
-    cache.values_.assign(floats, 0.0f);
+    const std::size_t bytes = static_cast<std::size_t>(cache.layer_count_) * cell_count * cache.kv_width_ * cache.element_bytes_;
+    cache.keys_.assign(bytes, 0);
+    cache.values_.assign(bytes, 0);
     cache.cell_sequence_.assign(cell_count, free_cell);
     cache.cell_position_.assign(cell_count, 0);
     return cache;
@@ -43,12 +50,14 @@ class KvCache {
 
   std::uint32_t cell_count() const { return cell_count_; }
   std::uint32_t kv_width() const { return kv_width_; }
+  DType element_type() const { return element_type_; }
+  std::size_t size_bytes() const { return keys_.size() + values_.size(); }
 
-  // [kv_width] floats: the key / value of layer `layer` stored in cell `cell`.
-  float* key(std::uint32_t layer, std::uint32_t cell) { return keys_.data() + offset(layer, cell); }
-  float* value(std::uint32_t layer, std::uint32_t cell) { return values_.data() + offset(layer, cell); }
-  const float* key(std::uint32_t layer, std::uint32_t cell) const { return keys_.data() + offset(layer, cell); }
-  const float* value(std::uint32_t layer, std::uint32_t cell) const { return values_.data() + offset(layer, cell); }
+  // [kv_width] values of element_type(): the key / value of layer `layer` stored in cell `cell`.
+  void* key(std::uint32_t layer, std::uint32_t cell) { return keys_.data() + offset(layer, cell); }
+  void* value(std::uint32_t layer, std::uint32_t cell) { return values_.data() + offset(layer, cell); }
+  const void* key(std::uint32_t layer, std::uint32_t cell) const { return keys_.data() + offset(layer, cell); }
+  const void* value(std::uint32_t layer, std::uint32_t cell) const { return values_.data() + offset(layer, cell); }
 
   SequenceId cell_sequence(std::uint32_t cell) const { return cell_sequence_[cell]; }
   Position cell_position(std::uint32_t cell) const { return cell_position_[cell]; }
@@ -102,14 +111,16 @@ class KvCache {
 
  private:
   std::size_t offset(std::uint32_t layer, std::uint32_t cell) const {
-    return (static_cast<std::size_t>(layer) * cell_count_ + cell) * kv_width_;
+    return ((static_cast<std::size_t>(layer) * cell_count_ + cell) * kv_width_) * element_bytes_;
   }
 
+  DType element_type_ = DType::f16;
+  std::size_t element_bytes_ = 2;
   std::uint32_t layer_count_ = 0;
   std::uint32_t cell_count_ = 0;
   std::uint32_t kv_width_ = 0;
-  std::vector<float> keys_;    // [layer][cell][kv_width]
-  std::vector<float> values_;  // [layer][cell][kv_width]
+  std::vector<std::uint8_t> keys_;    // [layer][cell][kv_width] of element_type_
+  std::vector<std::uint8_t> values_;  // [layer][cell][kv_width] of element_type_
   std::vector<SequenceId> cell_sequence_;  // [cell], free_cell when unused
   std::vector<Position> cell_position_;    // [cell]
 };

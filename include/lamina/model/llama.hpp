@@ -21,6 +21,7 @@
 #include "../core/result.hpp"
 #include "../core/tensor.hpp"
 #include "../io/gguf.hpp"
+#include "../kernels/cpu/kernels.hpp"
 #include "../kernels/cpu/matmul.hpp"
 #include "../kernels/reference.hpp"
 #include "../text/token.hpp"
@@ -28,6 +29,7 @@
 #include "kv_cache.hpp"
 
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -184,6 +186,9 @@ struct Batch {
 // `max_outputs` logit rows, so decoding allocates nothing.
 class ForwardBuffers {
  public:
+  // Tokens of one attention chunk share nothing; at most this many chunks run at once.
+  static constexpr std::size_t attention_chunks = 16;
+
   ForwardBuffers() = default;
   static Result<ForwardBuffers> create(const ModelHparams& hparams, std::uint32_t max_tokens, std::uint32_t max_outputs,
                                        std::uint32_t kv_cell_count) {
@@ -202,14 +207,16 @@ class ForwardBuffers {
     buffers.gate.resize(n * hparams.feed_forward_length);
     buffers.up.resize(n * hparams.feed_forward_length);
     buffers.cells.resize(n);
+    buffers.rope_cos.resize(n * (hparams.rope_dimension_count / 2 + 1));
+    buffers.rope_sin.resize(n * (hparams.rope_dimension_count / 2 + 1));
     buffers.output_rows.resize(static_cast<std::size_t>(max_outputs) * hparams.embedding_length);
     buffers.logits.resize(static_cast<std::size_t>(max_outputs) * hparams.vocab_size);
-    std::size_t row_capacity = hparams.embedding_length;
-    if (hparams.feed_forward_length > row_capacity) row_capacity = hparams.feed_forward_length;
-    if (hparams.query_width() > row_capacity) row_capacity = hparams.query_width();
-    if (kv_cell_count > row_capacity) row_capacity = kv_cell_count;
-    buffers.chunk_scratch.resize(cpu::max_parallel_chunks * row_capacity);
-    buffers.scratch = cpu::MatmulScratch{buffers.chunk_scratch.data(), row_capacity};
+    buffers.attention_scores.resize(attention_chunks * static_cast<std::size_t>(kv_cell_count));
+    buffers.attention_cells.resize(attention_chunks * static_cast<std::size_t>(kv_cell_count));
+    std::size_t widest_input = hparams.embedding_length;
+    if (hparams.feed_forward_length > widest_input) widest_input = hparams.feed_forward_length;
+    if (hparams.query_width() > widest_input) widest_input = hparams.query_width();
+    buffers.workspace = cpu::MatmulWorkspace(widest_input, n);
     return buffers;
   }
 
@@ -226,10 +233,13 @@ class ForwardBuffers {
   std::vector<float> gate;         // [n_tokens, ffn]
   std::vector<float> up;           // [n_tokens, ffn]
   std::vector<std::uint32_t> cells;  // [n_tokens] KV cell of each token
+  std::vector<float> rope_cos;     // [n_tokens, rope_dimensions / 2] rotation of each pair at each token's position
+  std::vector<float> rope_sin;     // [n_tokens, rope_dimensions / 2]
   std::vector<float> output_rows;  // [n_outputs, embedding]
   std::vector<float> logits;       // [n_outputs, vocab]
-  std::vector<float> chunk_scratch;
-  cpu::MatmulScratch scratch;
+  std::vector<float> attention_scores;         // [attention_chunks, kv cells]
+  std::vector<std::uint32_t> attention_cells;  // [attention_chunks, kv cells] cells a token attends to
+  cpu::MatmulWorkspace workspace;
 
  private:
   std::uint32_t max_tokens_ = 0;
@@ -271,22 +281,32 @@ inline Result<void> validate_batch(const ModelHparams& hparams, const Batch& bat
 
 // Runs the model over `batch`, appending its keys and values to `cache`. The logits of the
 // tokens flagged in batch.want_logits land in buffers.logits, one row of vocab floats each, in
-// batch order.
+// batch order. `kernels` chooses the instruction set (cpu::cpu_kernels()).
 inline Result<void> forward(const ModelHparams& hparams, const ModelWeights& weights, const Batch& batch, KvCache& cache,
-                            ForwardBuffers& buffers, Executor& executor, std::uint32_t sequence_count) {
+                            ForwardBuffers& buffers, Executor& executor, std::uint32_t sequence_count,
+                            const cpu::CpuKernels& kernels) {
   LAMINA_TRY(validate_batch(hparams, batch, buffers, sequence_count));
   const std::size_t n_tokens = batch.size();
   const std::size_t embedding = hparams.embedding_length;
   const std::size_t query_width = hparams.query_width();
   const std::size_t kv_width = hparams.kv_width();
   const std::size_t ffn = hparams.feed_forward_length;
-  const int head_size = static_cast<int>(hparams.head_size);
+  const std::size_t head_size = hparams.head_size;
   const std::size_t heads = hparams.head_count;
   const std::size_t heads_per_kv_head = hparams.head_count / hparams.head_count_kv;
-  const reference::RopeParams rope = rope_params(
-      hparams, weights.rope_frequency_factors.empty() ? nullptr : weights.rope_frequency_factors.data());
+  const std::size_t rope_pairs = hparams.rope_dimension_count / 2;
+  const bool f16_cache = cache.element_type() == DType::f16;
+  cpu::MatmulWorkspace& workspace = buffers.workspace;
 
   LAMINA_TRY(cache.claim_cells(batch.sequences.data(), batch.positions.data(), n_tokens, buffers.cells.data()));
+
+  // The rotation angles depend only on the position: computed once per token, used by every layer.
+  const reference::RopeParams rope = rope_params(
+      hparams, weights.rope_frequency_factors.empty() ? nullptr : weights.rope_frequency_factors.data());
+  for (std::size_t t = 0; t < n_tokens; ++t) {
+    reference::rope_angles(rope, static_cast<float>(batch.positions[t]), buffers.rope_cos.data() + t * rope_pairs,
+                           buffers.rope_sin.data() + t * rope_pairs);
+  }
 
   float* x = buffers.hidden.data();
   for (std::size_t t = 0; t < n_tokens; ++t) {
@@ -299,91 +319,100 @@ inline Result<void> forward(const ModelHparams& hparams, const ModelWeights& wei
 
     // --- attention ---
     for (std::size_t t = 0; t < n_tokens; ++t) {
-      reference::rms_norm(x + t * embedding, layer.attention_norm.data(), buffers.normed.data() + t * embedding, embedding,
-                          hparams.rms_norm_epsilon);
+      kernels.rms_norm(x + t * embedding, layer.attention_norm.data(), buffers.normed.data() + t * embedding, embedding,
+                       hparams.rms_norm_epsilon);
     }
-    cpu::matmul(executor, layer.query, buffers.normed.data(), buffers.query.data(), n_tokens, buffers.scratch);
-    cpu::matmul(executor, layer.key, buffers.normed.data(), buffers.key.data(), n_tokens, buffers.scratch);
-    cpu::matmul(executor, layer.value, buffers.normed.data(), buffers.value.data(), n_tokens, buffers.scratch);
+    cpu::matmul(executor, kernels, layer.query, buffers.normed.data(), buffers.query.data(), n_tokens, workspace);
+    cpu::matmul(executor, kernels, layer.key, buffers.normed.data(), buffers.key.data(), n_tokens, workspace);
+    cpu::matmul(executor, kernels, layer.value, buffers.normed.data(), buffers.value.data(), n_tokens, workspace);
     for (std::size_t t = 0; t < n_tokens; ++t) {
       float* q = buffers.query.data() + t * query_width;
       float* k = buffers.key.data() + t * kv_width;
       float* v = buffers.value.data() + t * kv_width;
-      if (!layer.query_bias.empty()) for (std::size_t i = 0; i < query_width; ++i) q[i] += layer.query_bias[i];
-      if (!layer.key_bias.empty()) for (std::size_t i = 0; i < kv_width; ++i) k[i] += layer.key_bias[i];
-      if (!layer.value_bias.empty()) for (std::size_t i = 0; i < kv_width; ++i) v[i] += layer.value_bias[i];
-      const float position = static_cast<float>(batch.positions[t]);
-      reference::rope(q, static_cast<int>(heads), head_size, position, rope, hparams.rope_style);
-      reference::rope(k, static_cast<int>(hparams.head_count_kv), head_size, position, rope, hparams.rope_style);
+      if (!layer.query_bias.empty()) kernels.add(q, layer.query_bias.data(), query_width);
+      if (!layer.key_bias.empty()) kernels.add(k, layer.key_bias.data(), kv_width);
+      if (!layer.value_bias.empty()) kernels.add(v, layer.value_bias.data(), kv_width);
+      const float* cos_table = buffers.rope_cos.data() + t * rope_pairs;
+      const float* sin_table = buffers.rope_sin.data() + t * rope_pairs;
+      reference::rope_rotate(q, static_cast<int>(heads), static_cast<int>(head_size), static_cast<int>(2 * rope_pairs), cos_table,
+                             sin_table, hparams.rope_style);
+      reference::rope_rotate(k, static_cast<int>(hparams.head_count_kv), static_cast<int>(head_size), static_cast<int>(2 * rope_pairs),
+                             cos_table, sin_table, hparams.rope_style);
       const std::uint32_t cell = buffers.cells[t];
-      for (std::size_t i = 0; i < kv_width; ++i) {
-        cache.key(layer_index, cell)[i] = k[i];
-        cache.value(layer_index, cell)[i] = v[i];
+      if (f16_cache) {
+        kernels.f32_to_f16(k, static_cast<std::uint16_t*>(cache.key(layer_index, cell)), kv_width);
+        kernels.f32_to_f16(v, static_cast<std::uint16_t*>(cache.value(layer_index, cell)), kv_width);
+      } else {
+        std::memcpy(cache.key(layer_index, cell), k, kv_width * sizeof(float));
+        std::memcpy(cache.value(layer_index, cell), v, kv_width * sizeof(float));
       }
     }
 
-    // Each (token, head) pair attends to the cells of its sequence at or before its position.
+    // Each (token, head) pair attends to the cells of its sequence at or before its position:
+    // softmax(q·k / sqrt(head_size)) over those cells, then the weighted sum of their values.
     const float score_scale = 1.0f / std::sqrt(static_cast<float>(head_size));
     const std::uint32_t cell_count = cache.cell_count();
-    parallel_chunks(executor, n_tokens * heads, cpu::max_parallel_chunks, [&](std::size_t chunk, std::size_t begin, std::size_t end) {
-      float* scores = buffers.scratch.row(chunk);  // [cell_count]
+    parallel_chunks(executor, n_tokens * heads, ForwardBuffers::attention_chunks,
+                    [&](std::size_t chunk, std::size_t begin, std::size_t end) {
+      float* scores = buffers.attention_scores.data() + chunk * cell_count;
+      std::uint32_t* visible = buffers.attention_cells.data() + chunk * cell_count;
       for (std::size_t pair = begin; pair < end; ++pair) {
         const std::size_t t = pair / heads;
         const std::size_t head = pair % heads;
-        const std::size_t kv_offset = (head / heads_per_kv_head) * static_cast<std::size_t>(head_size);
-        const float* q = buffers.query.data() + t * query_width + head * static_cast<std::size_t>(head_size);
+        const std::size_t kv_offset = (head / heads_per_kv_head) * head_size;
+        const float* q = buffers.query.data() + t * query_width + head * head_size;
         const SequenceId sequence = batch.sequences[t];
         const Position position = batch.positions[t];
+        std::size_t visible_count = 0;
         float maximum = -INFINITY;
         for (std::uint32_t cell = 0; cell < cell_count; ++cell) {
-          if (cache.cell_sequence(cell) != sequence || cache.cell_position(cell) > position) {
-            scores[cell] = -INFINITY;
-            continue;
+          if (cache.cell_sequence(cell) != sequence || cache.cell_position(cell) > position) continue;
+          const float score =
+              (f16_cache ? kernels.dot_f16(static_cast<const std::uint16_t*>(cache.key(layer_index, cell)) + kv_offset, q, head_size)
+                         : kernels.dot(static_cast<const float*>(cache.key(layer_index, cell)) + kv_offset, q, head_size)) *
+              score_scale;
+          scores[visible_count] = score;
+          visible[visible_count++] = cell;
+          if (score > maximum) maximum = score;
+        }
+        const float inverse_sum = 1.0f / kernels.exp_shifted(scores, maximum, visible_count);  // >= 1: the token sees itself
+        float* out = buffers.attention.data() + t * query_width + head * head_size;
+        for (std::size_t i = 0; i < head_size; ++i) out[i] = 0.0f;
+        for (std::size_t j = 0; j < visible_count; ++j) {
+          const float weight = scores[j] * inverse_sum;
+          if (f16_cache) {
+            kernels.scaled_add_f16(out, static_cast<const std::uint16_t*>(cache.value(layer_index, visible[j])) + kv_offset, weight, head_size);
+          } else {
+            kernels.scaled_add(out, static_cast<const float*>(cache.value(layer_index, visible[j])) + kv_offset, weight, head_size);
           }
-          scores[cell] = cpu::dot(q, cache.key(layer_index, cell) + kv_offset, static_cast<std::size_t>(head_size)) * score_scale;
-          if (scores[cell] > maximum) maximum = scores[cell];
-        }
-        float sum = 0;
-        for (std::uint32_t cell = 0; cell < cell_count; ++cell) {
-          scores[cell] = scores[cell] == -INFINITY ? 0.0f : std::exp(scores[cell] - maximum);
-          sum += scores[cell];
-        }
-        float* out = buffers.attention.data() + t * query_width + head * static_cast<std::size_t>(head_size);
-        for (int i = 0; i < head_size; ++i) out[i] = 0;
-        const float inverse_sum = 1.0f / sum;  // sum >= 1: the token's own cell scores exp(0)
-        for (std::uint32_t cell = 0; cell < cell_count; ++cell) {
-          if (scores[cell] == 0.0f) continue;
-          const float weight = scores[cell] * inverse_sum;
-          const float* v = cache.value(layer_index, cell) + kv_offset;
-          for (int i = 0; i < head_size; ++i) out[i] += weight * v[i];
         }
       }
     });
-    cpu::matmul(executor, layer.attention_output, buffers.attention.data(), buffers.projected.data(), n_tokens, buffers.scratch);
-    for (std::size_t i = 0; i < n_tokens * embedding; ++i) x[i] += buffers.projected[i];
+    cpu::matmul(executor, kernels, layer.attention_output, buffers.attention.data(), buffers.projected.data(), n_tokens, workspace);
+    kernels.add(x, buffers.projected.data(), n_tokens * embedding);
 
     // --- feed-forward (SwiGLU) ---
     for (std::size_t t = 0; t < n_tokens; ++t) {
-      reference::rms_norm(x + t * embedding, layer.ffn_norm.data(), buffers.normed.data() + t * embedding, embedding,
-                          hparams.rms_norm_epsilon);
+      kernels.rms_norm(x + t * embedding, layer.ffn_norm.data(), buffers.normed.data() + t * embedding, embedding,
+                       hparams.rms_norm_epsilon);
     }
-    cpu::matmul(executor, layer.ffn_gate, buffers.normed.data(), buffers.gate.data(), n_tokens, buffers.scratch);
-    cpu::matmul(executor, layer.ffn_up, buffers.normed.data(), buffers.up.data(), n_tokens, buffers.scratch);
-    reference::silu_mul(buffers.gate.data(), buffers.up.data(), n_tokens * ffn);
-    cpu::matmul(executor, layer.ffn_down, buffers.gate.data(), buffers.projected.data(), n_tokens, buffers.scratch);
-    for (std::size_t i = 0; i < n_tokens * embedding; ++i) x[i] += buffers.projected[i];
+    cpu::matmul(executor, kernels, layer.ffn_gate, buffers.normed.data(), buffers.gate.data(), n_tokens, workspace);
+    cpu::matmul(executor, kernels, layer.ffn_up, buffers.normed.data(), buffers.up.data(), n_tokens, workspace);
+    kernels.silu_mul(buffers.gate.data(), buffers.up.data(), n_tokens * ffn);
+    cpu::matmul(executor, kernels, layer.ffn_down, buffers.gate.data(), buffers.projected.data(), n_tokens, workspace);
+    kernels.add(x, buffers.projected.data(), n_tokens * embedding);
   }
 
   // Only the rows whose logits were asked for go through the (large) output matrix.
   std::size_t output_count = 0;
   for (std::size_t t = 0; t < n_tokens; ++t) {
     if (!batch.want_logits[t]) continue;
-    reference::rms_norm(x + t * embedding, weights.output_norm.data(), buffers.output_rows.data() + output_count * embedding,
-                        embedding, hparams.rms_norm_epsilon);
+    kernels.rms_norm(x + t * embedding, weights.output_norm.data(), buffers.output_rows.data() + output_count * embedding, embedding,
+                     hparams.rms_norm_epsilon);
     ++output_count;
   }
   if (output_count > 0) {
-    cpu::matmul(executor, weights.output, buffers.output_rows.data(), buffers.logits.data(), output_count, buffers.scratch);
+    cpu::matmul(executor, kernels, weights.output, buffers.output_rows.data(), buffers.logits.data(), output_count, workspace);
   }
   return success();
 }

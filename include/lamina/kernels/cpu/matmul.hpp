@@ -1,71 +1,128 @@
-// lamina/kernels/cpu/matmul.hpp — the CPU matrix products of the forward pass.
+// lamina/kernels/cpu/matmul.hpp — the matrix products of the forward pass on the CPU.
 //
 // y[t][o] = sum_i weight[o][i] * x[t][i]   (x: [token_count, in], weight: [out, in], y: [token_count, out])
 //
-// Work is split over output rows. Each row of the weight is read (and converted to float when
-// stored as F16/BF16) once and multiplied with a tile of tokens while it is hot in cache: for a
-// prompt this is matrix × matrix work, for one decoded token matrix × vector. A row's result
-// never depends on how rows are split, so results are identical for any thread count.
+// The activations are first put in the form the chosen kernel wants (8-bit blocks for the
+// integer kernels of quantized weights), then the output rows are split into chunks that run in
+// parallel. The split depends only on the shapes, and each output is computed the same way
+// whichever chunk holds it, so results are identical for any thread count.
 #pragma once
 
 #include "../../core/executor.hpp"
+#include "../../core/result.hpp"
 #include "../../core/tensor.hpp"
-#include "../reference.hpp"
+#include "../../quant/quant.hpp"
+#include "dispatch.hpp"
+#include "kernels.hpp"
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace lamina {
 namespace cpu {
 
-// Float dot product with eight independent partial sums (lets the compiler use vector registers
-// without reassociating a single sum). The summation order is fixed, so results are reproducible.
-inline float dot(const float* a, const float* b, std::size_t count) {
-  float partial[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  std::size_t i = 0;
-  for (; i + 8 <= count; i += 8) {
-    for (std::size_t lane = 0; lane < 8; ++lane) partial[lane] += a[i + lane] * b[i + lane];
-  }
-  for (; i < count; ++i) partial[i % 8] += a[i] * b[i];
-  return ((partial[0] + partial[4]) + (partial[1] + partial[5])) + ((partial[2] + partial[6]) + (partial[3] + partial[7]));
-}
-
-// Upper bound on the chunks a matmul or attention is split into; also the number of scratch
-// rows a caller provides (see MatmulScratch).
+// Upper bound on the chunks a matmul or attention is split into.
 inline constexpr std::size_t max_parallel_chunks = 64;
 
-// Per-chunk scratch: `max_parallel_chunks` rows of `row_capacity` floats.
-struct MatmulScratch {
-  float* rows = nullptr;
-  std::size_t row_capacity = 0;
-  float* row(std::size_t chunk) const { return rows + chunk * row_capacity; }
+namespace detail {
+template <DType Type>
+void dequantize_row_as(const void* row, float* out, std::size_t count) {
+  const Result<void> converted = quant::dequantize_row(Type, row, out, count);
+  LAMINA_ASSERT(converted.ok(), "dequantize_row_as: the weights were checked when bound");
+  (void)converted;
+}
+}  // namespace detail
+
+// quant::dequantize_row for `type` as a plain function pointer (what MatmulTask carries), or
+// nullptr when lamina cannot decode the type.
+inline void (*dequantize_row_function(DType type))(const void*, float*, std::size_t) {
+  switch (type) {
+    case DType::f32: return &detail::dequantize_row_as<DType::f32>;
+    case DType::f16: return &detail::dequantize_row_as<DType::f16>;
+    case DType::bf16: return &detail::dequantize_row_as<DType::bf16>;
+    case DType::q4_0: return &detail::dequantize_row_as<DType::q4_0>;
+    case DType::q4_1: return &detail::dequantize_row_as<DType::q4_1>;
+    case DType::q5_0: return &detail::dequantize_row_as<DType::q5_0>;
+    case DType::q5_1: return &detail::dequantize_row_as<DType::q5_1>;
+    case DType::q8_0: return &detail::dequantize_row_as<DType::q8_0>;
+    case DType::q2_k: return &detail::dequantize_row_as<DType::q2_k>;
+    case DType::q3_k: return &detail::dequantize_row_as<DType::q3_k>;
+    case DType::q4_k: return &detail::dequantize_row_as<DType::q4_k>;
+    case DType::q5_k: return &detail::dequantize_row_as<DType::q5_k>;
+    case DType::q6_k: return &detail::dequantize_row_as<DType::q6_k>;
+    case DType::iq4_nl: return &detail::dequantize_row_as<DType::iq4_nl>;
+    case DType::iq4_xs: return &detail::dequantize_row_as<DType::iq4_xs>;
+    default: return nullptr;
+  }
+}
+
+// Buffers for matrix products of rows up to `max_in` values and up to `max_tokens` tokens:
+// quantized activations and per-chunk kernel scratch. Sized once; a matmul allocates nothing.
+class MatmulWorkspace {
+ public:
+  MatmulWorkspace() = default;
+  MatmulWorkspace(std::size_t max_in, std::size_t max_tokens)
+      : max_in_(max_in),
+        max_tokens_(max_tokens),
+        chunk_floats_(matmul_scratch_floats(max_in)),
+        scratch_(max_parallel_chunks * chunk_floats_),
+        activations_(max_tokens * largest_quantized_row_bytes(max_in)) {}
+
+  std::size_t max_in() const { return max_in_; }
+  std::size_t max_tokens() const { return max_tokens_; }
+  float* chunk_scratch(std::size_t chunk) { return scratch_.data() + chunk * chunk_floats_; }
+  std::uint8_t* activations() { return activations_.data(); }
+
+ private:
+  static std::size_t largest_quantized_row_bytes(std::size_t in) {
+    // Formats whose block does not divide `in` are never chosen for it; round up to be safe.
+    const std::size_t rounded = (in + 255) / 256 * 256;
+    std::size_t largest = activation_row_bytes(ActivationFormat::q8_0, rounded);
+    if (activation_row_bytes(ActivationFormat::q8_1, rounded) > largest) largest = activation_row_bytes(ActivationFormat::q8_1, rounded);
+    if (activation_row_bytes(ActivationFormat::q8_k, rounded) > largest) largest = activation_row_bytes(ActivationFormat::q8_k, rounded);
+    return largest;
+  }
+
+  std::size_t max_in_ = 0;
+  std::size_t max_tokens_ = 0;
+  std::size_t chunk_floats_ = 0;
+  std::vector<float> scratch_;
+  std::vector<std::uint8_t> activations_;
 };
 
-inline void matmul(Executor& executor, const TensorView& weight, const float* x, float* y, std::size_t token_count,
-                   const MatmulScratch& scratch) {
+inline void matmul(Executor& executor, const CpuKernels& kernels, const TensorView& weight, const float* x, float* y,
+                   std::size_t token_count, MatmulWorkspace& workspace) {
   const std::size_t in = static_cast<std::size_t>(weight.row_length());
   const std::size_t out = static_cast<std::size_t>(weight.row_count());
-  LAMINA_ASSERT(weight.dtype == DType::f32 || in <= scratch.row_capacity, "matmul: scratch row too small");
-  // Tokens are processed in tiles so a tile of x stays in L2 while the weight rows stream by.
-  constexpr std::size_t token_tile = 32;
-  // Chunks of at least 16 rows keep the scheduling cost negligible next to the arithmetic.
+  LAMINA_ASSERT(in <= workspace.max_in() && token_count <= workspace.max_tokens(), "matmul: workspace too small");
+  MatmulTask task;
+  task.weight_type = weight.dtype;
+  task.weight = static_cast<const std::uint8_t*>(weight.data);
+  task.weight_row_stride = static_cast<std::size_t>(weight.rank >= 2 ? weight.stride[static_cast<std::size_t>(weight.rank - 2)]
+                                                                     : static_cast<std::int64_t>(row_bytes(weight.dtype, in)));
+  task.in = in;
+  task.token_count = token_count;
+  task.y = y;
+  task.y_row_stride = out;
+  task.dequantize_row = dequantize_row_function(weight.dtype);
+  LAMINA_ASSERT(task.dequantize_row != nullptr, "matmul: weight type without a dequantizer");
+  task.activation_format = kernels.activation_format(weight.dtype);
+  if (task.activation_format == ActivationFormat::f32) {
+    task.activations = reinterpret_cast<const std::uint8_t*>(x);
+    task.activation_row_stride = in * sizeof(float);
+  } else {
+    task.activations = workspace.activations();
+    task.activation_row_stride = activation_row_bytes(task.activation_format, in);
+    parallel_for(executor, token_count, [&](std::size_t t) {
+      kernels.quantize_activations(task.activation_format, x + t * in, workspace.activations() + t * task.activation_row_stride, in);
+    });
+  }
+  // Chunks of at least 16 rows keep scheduling cheap next to the arithmetic.
   std::size_t chunk_limit = out / 16 > 0 ? out / 16 : 1;
   if (chunk_limit > max_parallel_chunks) chunk_limit = max_parallel_chunks;
   parallel_chunks(executor, out, chunk_limit, [&](std::size_t chunk, std::size_t row_begin, std::size_t row_end) {
-    float* converted = scratch.row(chunk);
-    for (std::size_t tile = 0; tile < token_count; tile += token_tile) {
-      const std::size_t tile_end = tile + token_tile < token_count ? tile + token_tile : token_count;
-      for (std::size_t o = row_begin; o < row_end; ++o) {
-        const float* weight_row;
-        if (weight.dtype == DType::f32) {
-          weight_row = reinterpret_cast<const float*>(weight.row(static_cast<std::int64_t>(o)));
-        } else {
-          reference::row_to_f32(weight.dtype, weight.row(static_cast<std::int64_t>(o)), converted, in);
-          weight_row = converted;
-        }
-        for (std::size_t t = tile; t < tile_end; ++t) y[t * out + o] = dot(weight_row, x + t * in, in);
-      }
-    }
+    kernels.matmul_rows(task, row_begin, row_end, workspace.chunk_scratch(chunk));
   });
 }
 

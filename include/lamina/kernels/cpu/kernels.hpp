@@ -1,0 +1,129 @@
+// lamina/kernels/cpu/kernels.hpp — the table of CPU kernels, one per instruction set, and how
+// lamina picks one at run time.
+//
+// How the kernels are built (the "ODR trap" and how lamina avoids it):
+//   The kernels live in kernels/cpu/simd/*.inl. kernels/cpu/instantiate.hpp includes them inside
+//   a namespace named after one instruction set (lamina::cpu::avx2 …), so code compiled for
+//   AVX2 never shares a symbol with code compiled for SSE2 and the linker cannot mix them up.
+//   Arch code calls nothing outside its namespace but compiler builtins and intrinsics; what it
+//   needs from the rest of lamina (dequantizing a row for the generic path) arrives as a
+//   function pointer compiled in the caller's translation unit.
+//
+//   - With LAMINA_CPU_DISPATCH=1 (what the CMake target and meson dependency set), each
+//     instruction set is compiled in its own small translation unit with its own flags
+//     (src/lamina_cpu_*.cpp), and cpu_kernels() picks the best one the CPU runs.
+//   - With LAMINA_CPU_DISPATCH=0 (including lamina.hpp with no build-system help), the kernels
+//     are compiled inline for the instruction set the including file is compiled for
+//     (-march=…), which is then the only one besides the scalar reference.
+#pragma once
+
+#include "../../config.hpp"
+#include "../../core/dtype.hpp"
+#include "arch.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+
+namespace lamina {
+namespace cpu {
+
+// How activations (the float inputs of a matrix product) are handed to a kernel. Integer dot
+// products need them quantized to 8 bits, as GGML does; the block layouts are GGML's.
+enum class ActivationFormat {
+  f32,   // plain floats
+  q8_0,  // blocks of 32: F16 scale + 32 int8                         (for Q4_0, Q5_0, Q8_0, IQ4_NL)
+  q8_1,  // blocks of 32: F16 scale, F16 scale × sum, 32 int8          (for Q4_1, Q5_1)
+  q8_k,  // blocks of 256: F32 scale, 256 int8, 16 int16 sums of 16    (for the K-quants, IQ4_XS)
+};
+
+// Bytes of one activation row of `count` values in `format` (count: a multiple of the block size).
+inline std::size_t activation_row_bytes(ActivationFormat format, std::size_t count) {
+  switch (format) {
+    case ActivationFormat::f32: return count * 4;
+    case ActivationFormat::q8_0: return count / 32 * 34;
+    case ActivationFormat::q8_1: return count / 32 * 36;
+    case ActivationFormat::q8_k: return count / 256 * 292;
+  }
+  return 0;
+}
+
+// One matrix product over a range of output rows:
+//   y[t * y_row_stride + o] = sum_i weight[o][i] * x[t][i]   for t < token_count, o in [row_begin, row_end)
+struct MatmulTask {
+  DType weight_type = DType::f32;
+  const std::uint8_t* weight = nullptr;  // row o at weight + o * weight_row_stride
+  std::size_t weight_row_stride = 0;     // bytes
+  std::size_t in = 0;                    // values per weight row
+  ActivationFormat activation_format = ActivationFormat::f32;
+  const std::uint8_t* activations = nullptr;  // token t at activations + t * activation_row_stride
+  std::size_t activation_row_stride = 0;      // bytes
+  std::size_t token_count = 0;
+  float* y = nullptr;
+  std::size_t y_row_stride = 0;  // floats between tokens' outputs (the weight's row count)
+  // The generic path dequantizes weight rows with this (quant::dequantize_row for weight_type).
+  void (*dequantize_row)(const void* row, float* out, std::size_t count) = nullptr;
+};
+
+// Floats of scratch one matmul_rows call may use (per parallel chunk).
+inline std::size_t matmul_scratch_floats(std::size_t in) { return 8 * in + 64; }
+
+struct CpuKernels {
+  CpuArch arch = CpuArch::scalar;
+
+  // --- matrix products ---
+  // The activation format this instruction set's kernel for `weight_type` wants.
+  ActivationFormat (*activation_format)(DType weight_type) = nullptr;
+  // Converts `count` floats to `format` (count: a multiple of the format's block size).
+  void (*quantize_activations)(ActivationFormat format, const float* x, void* out, std::size_t count) = nullptr;
+  // The rows [row_begin, row_end) of a task. `scratch`: matmul_scratch_floats(task.in) floats.
+  void (*matmul_rows)(const MatmulTask& task, std::size_t row_begin, std::size_t row_end, float* scratch) = nullptr;
+
+  // --- vectors ---
+  float (*dot)(const float* a, const float* b, std::size_t count) = nullptr;
+  // out = x / sqrt(mean(x²) + epsilon) * weight
+  void (*rms_norm)(const float* x, const float* weight, float* out, std::size_t count, float epsilon) = nullptr;
+  // gate = silu(gate) * up
+  void (*silu_mul)(float* gate, const float* up, std::size_t count) = nullptr;
+  // y += x
+  void (*add)(float* y, const float* x, std::size_t count) = nullptr;
+  // y += scale * x
+  void (*scaled_add)(float* y, const float* x, float scale, std::size_t count) = nullptr;
+
+  // --- attention over an F16 KV cache ---
+  void (*f32_to_f16)(const float* x, std::uint16_t* out, std::size_t count) = nullptr;
+  float (*dot_f16)(const std::uint16_t* a, const float* b, std::size_t count) = nullptr;
+  // y += scale * x
+  void (*scaled_add_f16)(float* y, const std::uint16_t* x, float scale, std::size_t count) = nullptr;
+  // x = exp(x - maximum), returns the sum (for softmax)
+  float (*exp_shifted)(float* x, float maximum, std::size_t count) = nullptr;
+};
+
+// The table for `arch` when this program contains it, else nullptr.
+const CpuKernels* cpu_kernels_for(CpuArch arch);
+
+namespace detail {
+inline CpuArch requested_cpu_arch_from_environment() {
+  const char* name = std::getenv("LAMINA_CPU_ARCH");
+  CpuArch arch = CpuArch::automatic;
+  if (name != nullptr && *name != '\0' && !parse_cpu_arch(name, &arch)) arch = CpuArch::automatic;
+  return arch;
+}
+}  // namespace detail
+
+// The kernels lamina uses: the most capable table that this program contains, this CPU runs,
+// and that is not above `requested` (or, for CpuArch::automatic, above $LAMINA_CPU_ARCH).
+inline const CpuKernels& cpu_kernels(CpuArch requested = CpuArch::automatic) {
+  if (requested == CpuArch::automatic) requested = detail::requested_cpu_arch_from_environment();
+  const CpuArch order[] = {CpuArch::avx512, CpuArch::avx2, CpuArch::neon, CpuArch::sse2};
+  for (CpuArch arch : order) {
+    if (requested != CpuArch::automatic && static_cast<int>(arch) > static_cast<int>(requested)) continue;
+    if (requested != CpuArch::automatic && requested != CpuArch::neon && arch == CpuArch::neon) continue;
+    if (!cpu_supports(arch)) continue;
+    if (const CpuKernels* kernels = cpu_kernels_for(arch)) return *kernels;
+  }
+  return *cpu_kernels_for(CpuArch::scalar);
+}
+
+}  // namespace cpu
+}  // namespace lamina

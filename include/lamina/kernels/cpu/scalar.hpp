@@ -1,0 +1,90 @@
+// lamina/kernels/cpu/scalar.hpp — the kernel table built from the scalar reference ops.
+//
+// Always present, on every processor: the baseline the SIMD tables are tested against, and
+// what runs where no SIMD table applies.
+#pragma once
+
+#include "../../core/half.hpp"
+#include "../reference.hpp"
+#include "kernels.hpp"
+
+#include <cmath>
+#include <cstring>
+
+namespace lamina {
+namespace cpu {
+namespace scalar {
+
+inline ActivationFormat activation_format(DType) { return ActivationFormat::f32; }
+
+inline void quantize_activations(ActivationFormat format, const float* x, void* out, std::size_t count) {
+  LAMINA_ASSERT(format == ActivationFormat::f32, "scalar kernels take float activations");
+  (void)format;
+  std::memcpy(out, x, count * sizeof(float));
+}
+
+inline void matmul_rows(const MatmulTask& task, std::size_t row_begin, std::size_t row_end, float* scratch) {
+  for (std::size_t o = row_begin; o < row_end; ++o) {
+    task.dequantize_row(task.weight + o * task.weight_row_stride, scratch, task.in);
+    for (std::size_t t = 0; t < task.token_count; ++t) {
+      const float* x = reinterpret_cast<const float*>(task.activations + t * task.activation_row_stride);
+      task.y[t * task.y_row_stride + o] = reference::dot(scratch, x, task.in);
+    }
+  }
+}
+
+inline void add(float* y, const float* x, std::size_t count) {
+  for (std::size_t i = 0; i < count; ++i) y[i] += x[i];
+}
+
+inline void scaled_add(float* y, const float* x, float scale, std::size_t count) {
+  for (std::size_t i = 0; i < count; ++i) y[i] += scale * x[i];
+}
+
+inline void f32_to_f16(const float* x, std::uint16_t* out, std::size_t count) {
+  for (std::size_t i = 0; i < count; ++i) out[i] = lamina::f32_to_f16(x[i]);
+}
+
+inline float dot_f16(const std::uint16_t* a, const float* b, std::size_t count) {
+  double sum = 0;
+  for (std::size_t i = 0; i < count; ++i) sum += static_cast<double>(lamina::f16_to_f32(a[i])) * b[i];
+  return static_cast<float>(sum);
+}
+
+inline void scaled_add_f16(float* y, const std::uint16_t* x, float scale, std::size_t count) {
+  for (std::size_t i = 0; i < count; ++i) y[i] += scale * lamina::f16_to_f32(x[i]);
+}
+
+inline float exp_shifted(float* x, float maximum, std::size_t count) {
+  double sum = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    x[i] = std::exp(x[i] - maximum);
+    sum += x[i];
+  }
+  return static_cast<float>(sum);
+}
+
+inline const CpuKernels& kernel_table() {
+  static const CpuKernels table = [] {
+    CpuKernels kernels;
+    kernels.arch = CpuArch::scalar;
+    kernels.activation_format = &activation_format;
+    kernels.quantize_activations = &quantize_activations;
+    kernels.matmul_rows = &matmul_rows;
+    kernels.dot = &reference::dot;
+    kernels.rms_norm = &reference::rms_norm;
+    kernels.silu_mul = &reference::silu_mul;
+    kernels.add = &add;
+    kernels.scaled_add = &scaled_add;
+    kernels.f32_to_f16 = &f32_to_f16;
+    kernels.dot_f16 = &dot_f16;
+    kernels.scaled_add_f16 = &scaled_add_f16;
+    kernels.exp_shifted = &exp_shifted;
+    return kernels;
+  }();
+  return table;
+}
+
+}  // namespace scalar
+}  // namespace cpu
+}  // namespace lamina

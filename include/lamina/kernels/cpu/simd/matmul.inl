@@ -1,0 +1,148 @@
+// lamina/kernels/cpu/simd/matmul.inl — matrix products for one instruction set.
+//
+// Included by kernels/cpu/instantiate.hpp inside lamina::cpu::<instruction set>, after
+// vector_ops.inl; do not include it anywhere else.
+//
+// The float path: weight rows as floats (F32 used in place, F16 converted with F16C, any other
+// type dequantized through task.dequantize_row) multiplied with float activations in tiles of
+// tile_rows × tile_tokens dot products, so each weight vector loaded meets several tokens and
+// each activation vector several rows. Every (row, token) result is computed by the same
+// sequence of operations whatever the tiling, so results do not depend on how rows are split
+// between threads.
+
+inline constexpr std::size_t tile_rows = 4;
+#if LAMINA_CPU_TARGET == 3
+inline constexpr std::size_t tile_tokens = 4;  // 16 accumulators + 5 operands of 32 registers
+#else
+inline constexpr std::size_t tile_tokens = 2;  // 8 accumulators + 3 operands of 16 registers
+#endif
+// Tokens whose activations are reused across all row tiles before moving on (kept in L2).
+inline constexpr std::size_t token_block = 16;
+
+// y[t * y_stride + r] = dot(weight_rows[r], token_rows[t]) for r < Rows, t < Tokens.
+template <std::size_t Rows, std::size_t Tokens>
+inline void dot_tile(const float* const* weight_rows, const float* const* token_rows, std::size_t count, float* y,
+                     std::size_t y_stride) {
+  float_batch accumulator[Rows][Tokens];
+  for (std::size_t r = 0; r < Rows; ++r)
+    for (std::size_t t = 0; t < Tokens; ++t) accumulator[r][t] = float_batch(0.0f);
+  std::size_t i = 0;
+  for (; i + float_lanes <= count; i += float_lanes) {
+    float_batch tokens[Tokens];
+    for (std::size_t t = 0; t < Tokens; ++t) tokens[t] = float_batch::load_unaligned(token_rows[t] + i);
+    for (std::size_t r = 0; r < Rows; ++r) {
+      const float_batch weights = float_batch::load_unaligned(weight_rows[r] + i);
+      for (std::size_t t = 0; t < Tokens; ++t) accumulator[r][t] = xsimd::fma(weights, tokens[t], accumulator[r][t]);
+    }
+  }
+  for (std::size_t r = 0; r < Rows; ++r) {
+    for (std::size_t t = 0; t < Tokens; ++t) {
+      float sum = xsimd::hadd(accumulator[r][t]);
+      for (std::size_t j = i; j < count; ++j) sum += weight_rows[r][j] * token_rows[t][j];
+      y[t * y_stride + r] = sum;
+    }
+  }
+}
+
+// dot_tile for F16 weight rows read directly (one token: decoding is memory bound, so the
+// rows are converted in registers instead of through scratch).
+template <std::size_t Rows>
+inline void dot_tile_f16_one_token(const std::uint16_t* const* weight_rows, const float* token, std::size_t count, float* y) {
+  float_batch accumulator[Rows];
+  for (std::size_t r = 0; r < Rows; ++r) accumulator[r] = float_batch(0.0f);
+  std::size_t i = 0;
+  for (; i + float_lanes <= count; i += float_lanes) {
+    const float_batch activations = float_batch::load_unaligned(token + i);
+    for (std::size_t r = 0; r < Rows; ++r) accumulator[r] = xsimd::fma(load_f16(weight_rows[r] + i), activations, accumulator[r]);
+  }
+  for (std::size_t r = 0; r < Rows; ++r) {
+    float sum = xsimd::hadd(accumulator[r]);
+    for (std::size_t j = i; j < count; ++j) sum += f16_to_f32(weight_rows[r][j]) * token[j];
+    y[r] = sum;
+  }
+}
+
+// Runtime tile size -> the template instance (Rows in 1..tile_rows, Tokens in 1..tile_tokens).
+template <std::size_t Rows>
+inline void dot_tile_rows(std::size_t tokens, const float* const* weight_rows, const float* const* token_rows, std::size_t count,
+                          float* y, std::size_t y_stride) {
+  switch (tokens) {
+    case 1: dot_tile<Rows, 1>(weight_rows, token_rows, count, y, y_stride); return;
+    case 2: dot_tile<Rows, 2>(weight_rows, token_rows, count, y, y_stride); return;
+#if LAMINA_CPU_TARGET == 3
+    case 3: dot_tile<Rows, 3>(weight_rows, token_rows, count, y, y_stride); return;
+    case 4: dot_tile<Rows, 4>(weight_rows, token_rows, count, y, y_stride); return;
+#endif
+    default: return;
+  }
+}
+
+inline void dot_tile_any(std::size_t rows, std::size_t tokens, const float* const* weight_rows, const float* const* token_rows,
+                         std::size_t count, float* y, std::size_t y_stride) {
+  switch (rows) {
+    case 1: dot_tile_rows<1>(tokens, weight_rows, token_rows, count, y, y_stride); return;
+    case 2: dot_tile_rows<2>(tokens, weight_rows, token_rows, count, y, y_stride); return;
+    case 3: dot_tile_rows<3>(tokens, weight_rows, token_rows, count, y, y_stride); return;
+    case 4: dot_tile_rows<4>(tokens, weight_rows, token_rows, count, y, y_stride); return;
+    default: return;
+  }
+}
+
+inline void matmul_rows_float(const MatmulTask& task, std::size_t row_begin, std::size_t row_end, float* scratch) {
+  const std::size_t in = task.in;
+  const bool f32_weights = task.weight_type == DType::f32;
+  const bool f16_weights = task.weight_type == DType::f16;
+  for (std::size_t block = 0; block < task.token_count; block += token_block) {
+    const std::size_t block_end = block + token_block < task.token_count ? block + token_block : task.token_count;
+    for (std::size_t row = row_begin; row < row_end; row += tile_rows) {
+      const std::size_t rows = row_end - row < tile_rows ? row_end - row : tile_rows;
+      if (f16_weights && task.token_count == 1) {
+        const std::uint16_t* f16_rows[tile_rows];
+        for (std::size_t r = 0; r < rows; ++r) {
+          f16_rows[r] = reinterpret_cast<const std::uint16_t*>(task.weight + (row + r) * task.weight_row_stride);
+        }
+        const float* token = reinterpret_cast<const float*>(task.activations);
+        float* y = task.y + row;
+        switch (rows) {
+          case 1: dot_tile_f16_one_token<1>(f16_rows, token, in, y); break;
+          case 2: dot_tile_f16_one_token<2>(f16_rows, token, in, y); break;
+          case 3: dot_tile_f16_one_token<3>(f16_rows, token, in, y); break;
+          default: dot_tile_f16_one_token<4>(f16_rows, token, in, y); break;
+        }
+        continue;
+      }
+      const float* weight_rows[tile_rows];
+      for (std::size_t r = 0; r < rows; ++r) {
+        const std::uint8_t* stored = task.weight + (row + r) * task.weight_row_stride;
+        if (f32_weights) {
+          weight_rows[r] = reinterpret_cast<const float*>(stored);
+        } else {
+          float* converted = scratch + r * in;
+          if (f16_weights) f16_to_f32_row(reinterpret_cast<const std::uint16_t*>(stored), converted, in);
+          else task.dequantize_row(stored, converted, in);
+          weight_rows[r] = converted;
+        }
+      }
+      for (std::size_t t = block; t < block_end; t += tile_tokens) {
+        const std::size_t tokens = block_end - t < tile_tokens ? block_end - t : tile_tokens;
+        const float* token_rows[tile_tokens];
+        for (std::size_t k = 0; k < tokens; ++k) {
+          token_rows[k] = reinterpret_cast<const float*>(task.activations + (t + k) * task.activation_row_stride);
+        }
+        dot_tile_any(rows, tokens, weight_rows, token_rows, in, task.y + t * task.y_row_stride + row, task.y_row_stride);
+      }
+    }
+  }
+}
+
+// --- the entry points in the kernel table ---
+
+inline ActivationFormat activation_format(DType) { return ActivationFormat::f32; }
+
+inline void quantize_activations(ActivationFormat format, const float* x, void* out, std::size_t count) {
+  if (format == ActivationFormat::f32) std::memcpy(out, x, count * sizeof(float));
+}
+
+inline void matmul_rows(const MatmulTask& task, std::size_t row_begin, std::size_t row_end, float* scratch) {
+  matmul_rows_float(task, row_begin, row_end, scratch);
+}

@@ -1,0 +1,147 @@
+// lamina/kernels/cpu/simd/vector_ops.inl — element-wise kernels (dot, RMSNorm, SwiGLU, residual
+// add, softmax's exponentials, F16 conversions for the KV cache) for one instruction set.
+//
+// Included by kernels/cpu/instantiate.hpp inside lamina::cpu::<instruction set>, where
+// `simd_arch` names the xsimd architecture; do not include it anywhere else. Each function is
+// the SIMD form of the op of the same name in kernels/reference.hpp.
+
+using float_batch = xsimd::batch<float, simd_arch>;
+inline constexpr std::size_t float_lanes = float_batch::size;
+
+// sum_i a[i] * b[i] with four independent vector accumulators (hides the FMA latency); the
+// order of the additions is fixed, so the result is reproducible.
+inline float dot(const float* a, const float* b, std::size_t count) {
+  float_batch sum0(0.0f), sum1(0.0f), sum2(0.0f), sum3(0.0f);
+  std::size_t i = 0;
+  for (; i + 4 * float_lanes <= count; i += 4 * float_lanes) {
+    sum0 = xsimd::fma(float_batch::load_unaligned(a + i), float_batch::load_unaligned(b + i), sum0);
+    sum1 = xsimd::fma(float_batch::load_unaligned(a + i + float_lanes), float_batch::load_unaligned(b + i + float_lanes), sum1);
+    sum2 = xsimd::fma(float_batch::load_unaligned(a + i + 2 * float_lanes), float_batch::load_unaligned(b + i + 2 * float_lanes), sum2);
+    sum3 = xsimd::fma(float_batch::load_unaligned(a + i + 3 * float_lanes), float_batch::load_unaligned(b + i + 3 * float_lanes), sum3);
+  }
+  for (; i + float_lanes <= count; i += float_lanes) {
+    sum0 = xsimd::fma(float_batch::load_unaligned(a + i), float_batch::load_unaligned(b + i), sum0);
+  }
+  float sum = xsimd::hadd((sum0 + sum1) + (sum2 + sum3));
+  for (; i < count; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+inline void rms_norm(const float* x, const float* weight, float* out, std::size_t count, float epsilon) {
+  const float mean_square = dot(x, x, count) / static_cast<float>(count);
+  const float scale = 1.0f / std::sqrt(mean_square + epsilon);
+  const float_batch scale_batch(scale);
+  std::size_t i = 0;
+  for (; i + float_lanes <= count; i += float_lanes) {
+    (float_batch::load_unaligned(x + i) * scale_batch * float_batch::load_unaligned(weight + i)).store_unaligned(out + i);
+  }
+  for (; i < count; ++i) out[i] = x[i] * scale * weight[i];
+}
+
+inline void silu_mul(float* gate, const float* up, std::size_t count) {
+  const float_batch one(1.0f);
+  std::size_t i = 0;
+  for (; i + float_lanes <= count; i += float_lanes) {
+    const float_batch g = float_batch::load_unaligned(gate + i);
+    (g / (one + xsimd::exp(-g)) * float_batch::load_unaligned(up + i)).store_unaligned(gate + i);
+  }
+  for (; i < count; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+inline void add(float* y, const float* x, std::size_t count) {
+  std::size_t i = 0;
+  for (; i + float_lanes <= count; i += float_lanes) {
+    (float_batch::load_unaligned(y + i) + float_batch::load_unaligned(x + i)).store_unaligned(y + i);
+  }
+  for (; i < count; ++i) y[i] += x[i];
+}
+
+inline void scaled_add(float* y, const float* x, float scale, std::size_t count) {
+  const float_batch scale_batch(scale);
+  std::size_t i = 0;
+  for (; i + float_lanes <= count; i += float_lanes) {
+    xsimd::fma(float_batch::load_unaligned(x + i), scale_batch, float_batch::load_unaligned(y + i)).store_unaligned(y + i);
+  }
+  for (; i < count; ++i) y[i] += scale * x[i];
+}
+
+// x = exp(x - maximum); returns the sum.
+inline float exp_shifted(float* x, float maximum, std::size_t count) {
+  const float_batch shift(maximum);
+  float_batch sum_batch(0.0f);
+  std::size_t i = 0;
+  for (; i + float_lanes <= count; i += float_lanes) {
+    const float_batch e = xsimd::exp(float_batch::load_unaligned(x + i) - shift);
+    e.store_unaligned(x + i);
+    sum_batch += e;
+  }
+  float sum = xsimd::hadd(sum_batch);
+  for (; i < count; ++i) {
+    x[i] = std::exp(x[i] - maximum);
+    sum += x[i];
+  }
+  return sum;
+}
+
+// --- F16 rows: hardware conversion (F16C) where the instruction set has it ---
+#if LAMINA_CPU_TARGET >= 2
+inline float_batch load_f16(const std::uint16_t* source) {
+#  if LAMINA_CPU_TARGET == 3
+  return float_batch(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(source))));
+#  else
+  return float_batch(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(source))));
+#  endif
+}
+inline void store_f16(const float_batch& values, std::uint16_t* destination) {
+#  if LAMINA_CPU_TARGET == 3
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(destination), _mm512_cvtps_ph(values, _MM_FROUND_TO_NEAREST_INT));
+#  else
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(destination), _mm256_cvtps_ph(values, _MM_FROUND_TO_NEAREST_INT));
+#  endif
+}
+#else
+inline float_batch load_f16(const std::uint16_t* source) {
+  alignas(64) float converted[float_lanes];
+  for (std::size_t lane = 0; lane < float_lanes; ++lane) converted[lane] = f16_to_f32(source[lane]);
+  return float_batch::load_aligned(converted);
+}
+inline void store_f16(const float_batch& values, std::uint16_t* destination) {
+  alignas(64) float unpacked[float_lanes];
+  values.store_aligned(unpacked);
+  for (std::size_t lane = 0; lane < float_lanes; ++lane) destination[lane] = f32_to_f16(unpacked[lane]);
+}
+#endif
+
+inline void f32_to_f16_row(const float* x, std::uint16_t* out, std::size_t count) {
+  std::size_t i = 0;
+  for (; i + float_lanes <= count; i += float_lanes) store_f16(float_batch::load_unaligned(x + i), out + i);
+  for (; i < count; ++i) out[i] = f32_to_f16(x[i]);
+}
+
+inline void f16_to_f32_row(const std::uint16_t* x, float* out, std::size_t count) {
+  std::size_t i = 0;
+  for (; i + float_lanes <= count; i += float_lanes) load_f16(x + i).store_unaligned(out + i);
+  for (; i < count; ++i) out[i] = f16_to_f32(x[i]);
+}
+
+inline float dot_f16(const std::uint16_t* a, const float* b, std::size_t count) {
+  float_batch sum0(0.0f), sum1(0.0f);
+  std::size_t i = 0;
+  for (; i + 2 * float_lanes <= count; i += 2 * float_lanes) {
+    sum0 = xsimd::fma(load_f16(a + i), float_batch::load_unaligned(b + i), sum0);
+    sum1 = xsimd::fma(load_f16(a + i + float_lanes), float_batch::load_unaligned(b + i + float_lanes), sum1);
+  }
+  for (; i + float_lanes <= count; i += float_lanes) sum0 = xsimd::fma(load_f16(a + i), float_batch::load_unaligned(b + i), sum0);
+  float sum = xsimd::hadd(sum0 + sum1);
+  for (; i < count; ++i) sum += f16_to_f32(a[i]) * b[i];
+  return sum;
+}
+
+inline void scaled_add_f16(float* y, const std::uint16_t* x, float scale, std::size_t count) {
+  const float_batch scale_batch(scale);
+  std::size_t i = 0;
+  for (; i + float_lanes <= count; i += float_lanes) {
+    xsimd::fma(load_f16(x + i), scale_batch, float_batch::load_unaligned(y + i)).store_unaligned(y + i);
+  }
+  for (; i < count; ++i) y[i] += scale * f16_to_f32(x[i]);
+}

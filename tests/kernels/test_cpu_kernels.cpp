@@ -1,0 +1,160 @@
+// Every CPU kernel table this program contains and this processor runs (scalar, SSE2, AVX2,
+// AVX-512) against the scalar reference, on random data with odd sizes, for every weight type.
+#include <doctest/doctest.h>
+#include <lamina/lamina.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+std::vector<float> random_floats(std::size_t count, std::uint32_t seed, float spread = 1.0f) {
+  std::mt19937 generator(seed);
+  std::normal_distribution<float> normal(0.0f, spread);
+  std::vector<float> values(count);
+  for (float& value : values) value = normal(generator);
+  return values;
+}
+
+// The kernel tables to test: each one this binary contains that the CPU can run.
+std::vector<const lamina::cpu::CpuKernels*> available_tables() {
+  std::vector<const lamina::cpu::CpuKernels*> tables;
+  for (lamina::CpuArch arch : {lamina::CpuArch::scalar, lamina::CpuArch::sse2, lamina::CpuArch::avx2, lamina::CpuArch::avx512}) {
+    const lamina::cpu::CpuKernels* kernels = lamina::cpu::cpu_kernels_for(arch);
+    if (kernels != nullptr && lamina::cpu_supports(arch)) tables.push_back(kernels);
+  }
+  return tables;
+}
+
+}  // namespace
+
+TEST_CASE("the kernel tables this program contains") {
+  const std::vector<const lamina::cpu::CpuKernels*> tables = available_tables();
+  REQUIRE(!tables.empty());
+  CHECK(tables.front()->arch == lamina::CpuArch::scalar);
+#if LAMINA_CPU_DISPATCH && (defined(__x86_64__) || defined(_M_X64))
+  // One binary holds every x86 table; the CPU decides which of them run.
+  CHECK(lamina::cpu::cpu_kernels_for(lamina::CpuArch::sse2) != nullptr);
+  CHECK(lamina::cpu::cpu_kernels_for(lamina::CpuArch::avx2) != nullptr);
+  CHECK(lamina::cpu::cpu_kernels_for(lamina::CpuArch::avx512) != nullptr);
+#endif
+  // Forcing an instruction set gives that table (or the best one below it).
+  CHECK(lamina::cpu::cpu_kernels(lamina::CpuArch::scalar).arch == lamina::CpuArch::scalar);
+  for (const lamina::cpu::CpuKernels* kernels : tables) {
+    CHECK(static_cast<int>(lamina::cpu::cpu_kernels(kernels->arch).arch) <= static_cast<int>(kernels->arch));
+  }
+  MESSAGE("best CPU arch: " << std::string(lamina::cpu_arch_name(lamina::best_cpu_arch()))
+                            << ", used: " << std::string(lamina::cpu_arch_name(lamina::cpu::cpu_kernels().arch)));
+}
+
+TEST_CASE("vector kernels agree with the scalar reference") {
+  for (const lamina::cpu::CpuKernels* kernels : available_tables()) {
+    CAPTURE(lamina::cpu_arch_name(kernels->arch));
+    for (std::size_t count : {1u, 7u, 16u, 33u, 64u, 257u, 1000u}) {
+      CAPTURE(count);
+      const std::vector<float> a = random_floats(count, 1), b = random_floats(count, 2), weight = random_floats(count, 3);
+      double magnitude = 0;
+      for (std::size_t i = 0; i < count; ++i) magnitude += std::fabs(static_cast<double>(a[i]) * b[i]);
+      CHECK(std::fabs(kernels->dot(a.data(), b.data(), count) - lamina::reference::dot(a.data(), b.data(), count)) <= 1e-5 * (1 + magnitude));
+
+      std::vector<float> expected(count), got(count);
+      lamina::reference::rms_norm(a.data(), weight.data(), expected.data(), count, 1e-5f);
+      kernels->rms_norm(a.data(), weight.data(), got.data(), count, 1e-5f);
+      for (std::size_t i = 0; i < count; ++i) REQUIRE(got[i] == doctest::Approx(expected[i]).epsilon(1e-4));
+
+      std::vector<float> gate = a, gate_reference = a;
+      kernels->silu_mul(gate.data(), b.data(), count);
+      lamina::reference::silu_mul(gate_reference.data(), b.data(), count);
+      for (std::size_t i = 0; i < count; ++i) REQUIRE(gate[i] == doctest::Approx(gate_reference[i]).epsilon(1e-5).scale(1e-6));
+
+      std::vector<float> sum = a;
+      kernels->add(sum.data(), b.data(), count);
+      for (std::size_t i = 0; i < count; ++i) REQUIRE(sum[i] == a[i] + b[i]);
+      std::vector<float> scaled = a;
+      kernels->scaled_add(scaled.data(), b.data(), 0.25f, count);
+      for (std::size_t i = 0; i < count; ++i) REQUIRE(scaled[i] == doctest::Approx(a[i] + 0.25f * b[i]).epsilon(1e-6));
+
+      std::vector<float> exponentials = a;
+      const float exp_sum = kernels->exp_shifted(exponentials.data(), 1.5f, count);
+      double expected_sum = 0;
+      for (std::size_t i = 0; i < count; ++i) {
+        REQUIRE(exponentials[i] == doctest::Approx(std::exp(static_cast<double>(a[i]) - 1.5)).epsilon(1e-5));
+        expected_sum += std::exp(static_cast<double>(a[i]) - 1.5);
+      }
+      CHECK(exp_sum == doctest::Approx(expected_sum).epsilon(1e-5));
+
+      // F16 rows (the KV cache): conversion is exact round-to-nearest-even, like lamina::f32_to_f16.
+      std::vector<std::uint16_t> halves(count);
+      kernels->f32_to_f16(a.data(), halves.data(), count);
+      for (std::size_t i = 0; i < count; ++i) REQUIRE(halves[i] == lamina::f32_to_f16(a[i]));
+      double half_dot = 0;
+      for (std::size_t i = 0; i < count; ++i) half_dot += static_cast<double>(lamina::f16_to_f32(halves[i])) * b[i];
+      CHECK(std::fabs(kernels->dot_f16(halves.data(), b.data(), count) - half_dot) <= 1e-5 * (1 + magnitude));
+      std::vector<float> accumulated = b;
+      kernels->scaled_add_f16(accumulated.data(), halves.data(), -0.5f, count);
+      for (std::size_t i = 0; i < count; ++i) {
+        REQUIRE(accumulated[i] == doctest::Approx(b[i] - 0.5f * lamina::f16_to_f32(halves[i])).epsilon(1e-6).scale(1e-6));
+      }
+    }
+  }
+}
+
+TEST_CASE("matrix products agree with the scalar reference for every weight type, odd shapes and any thread count") {
+  const lamina::DType types[] = {lamina::DType::f32,  lamina::DType::f16,  lamina::DType::bf16, lamina::DType::q4_0,
+                                 lamina::DType::q4_1, lamina::DType::q5_0, lamina::DType::q5_1, lamina::DType::q8_0,
+                                 lamina::DType::q2_k, lamina::DType::q3_k, lamina::DType::q4_k, lamina::DType::q5_k,
+                                 lamina::DType::q6_k, lamina::DType::iq4_nl, lamina::DType::iq4_xs};
+  for (lamina::DType type : types) {
+    const std::size_t block = lamina::dtype_traits(type).block_size;
+    const std::size_t in = block == 256 ? 512 : (block == 32 ? 96 : 83);  // 83: an odd width for float types
+    for (std::size_t out : {1u, 37u}) {
+      // Quantize random weights the reference way.
+      const std::vector<float> weight_values = random_floats(out * in, 11);
+      std::vector<std::uint8_t> weight_bytes(out * lamina::row_bytes(type, in));
+      for (std::size_t o = 0; o < out; ++o) {
+        REQUIRE(lamina::quant::quantize_row(type, weight_values.data() + o * in,
+                                            weight_bytes.data() + o * lamina::row_bytes(type, in), in).ok());
+      }
+      const lamina::TensorView weight = lamina::contiguous_view(type, {static_cast<std::int64_t>(out), static_cast<std::int64_t>(in)},
+                                                                weight_bytes.data());
+      for (std::size_t tokens : {1u, 3u, 17u}) {
+        const std::vector<float> x = random_floats(tokens * in, 12);
+        std::vector<float> expected(tokens * out), row(in);
+        lamina::reference::matmul(weight, x.data(), expected.data(), tokens, row.data());
+        // Tolerance: float kernels differ by rounding; 8-bit activations (as GGML uses them)
+        // add up to about 1/254 of each product's magnitude.
+        std::vector<double> magnitude(tokens * out, 0.0);
+        for (std::size_t t = 0; t < tokens; ++t) {
+          for (std::size_t o = 0; o < out; ++o) {
+            row.assign(in, 0.0f);
+            lamina::reference::row_to_f32(type, weight.row(static_cast<std::int64_t>(o)), row.data(), in);
+            for (std::size_t i = 0; i < in; ++i) magnitude[t * out + o] += std::fabs(static_cast<double>(row[i]) * x[t * in + i]);
+          }
+        }
+        for (const lamina::cpu::CpuKernels* kernels : available_tables()) {
+          CAPTURE(lamina::cpu_arch_name(kernels->arch));
+          CAPTURE(lamina::dtype_name(type));
+          CAPTURE(out);
+          CAPTURE(tokens);
+          const bool float_activations = kernels->activation_format(type) == lamina::cpu::ActivationFormat::f32;
+          lamina::cpu::MatmulWorkspace workspace(in, tokens);
+          std::vector<float> first;
+          for (std::size_t threads : {1u, 2u, 3u}) {
+            lamina::ThreadPool pool(threads);
+            std::vector<float> got(tokens * out, -12345.0f);
+            lamina::cpu::matmul(pool, *kernels, weight, x.data(), got.data(), tokens, workspace);
+            for (std::size_t i = 0; i < got.size(); ++i) {
+              const double tolerance = float_activations ? 1e-5 * (1 + magnitude[i]) : 1e-2 * magnitude[i] + 1e-4;
+              REQUIRE(std::fabs(got[i] - expected[i]) <= tolerance);
+            }
+            if (first.empty()) first = got;
+            REQUIRE(got == first);  // bit-identical whatever the thread count
+          }
+        }
+      }
+    }
+  }
+}
