@@ -76,6 +76,8 @@ inline constexpr CpuArch this_arch = static_cast<CpuArch>(LAMINA_CPU_TARGET);
 
 #include "../../core/half_conversions.inl"
 #include "simd/vector_ops.inl"
+#include "simd/quant_legacy.inl"
+#include "simd/quant_k.inl"
 #include "simd/matmul.inl"
 
 LAMINA_CPU_TABLE_LINKAGE const CpuKernels& kernel_table() {

@@ -136,13 +136,31 @@ inline void matmul_rows_float(const MatmulTask& task, std::size_t row_begin, std
 }
 
 // --- the entry points in the kernel table ---
+//
+// Quantized weight types with an integer kernel for this instruction set take 8-bit
+// activations (quant_legacy.inl: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL; quant_k.inl: the
+// K-quants and IQ4_XS); everything else goes through the float path above.
 
-inline ActivationFormat activation_format(DType) { return ActivationFormat::f32; }
+inline ActivationFormat activation_format(DType weight_type) {
+  ActivationFormat format = ActivationFormat::f32;
+  if (legacy_activation_format(weight_type, &format)) return format;
+  if (k_quant_activation_format(weight_type, &format)) return format;
+  return ActivationFormat::f32;
+}
 
 inline void quantize_activations(ActivationFormat format, const float* x, void* out, std::size_t count) {
-  if (format == ActivationFormat::f32) std::memcpy(out, x, count * sizeof(float));
+  switch (format) {
+    case ActivationFormat::f32: std::memcpy(out, x, count * sizeof(float)); return;
+    case ActivationFormat::q8_0: quantize_row_q8_0(x, out, count); return;
+    case ActivationFormat::q8_1: quantize_row_q8_1(x, out, count); return;
+    case ActivationFormat::q8_k: quantize_row_q8_k(x, out, count); return;
+  }
 }
 
 inline void matmul_rows(const MatmulTask& task, std::size_t row_begin, std::size_t row_end, float* scratch) {
+  if (task.activation_format != ActivationFormat::f32) {
+    if (legacy_matmul_rows(task, row_begin, row_end, scratch)) return;
+    if (k_quant_matmul_rows(task, row_begin, row_end, scratch)) return;
+  }
   matmul_rows_float(task, row_begin, row_end, scratch);
 }
