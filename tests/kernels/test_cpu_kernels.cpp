@@ -52,7 +52,8 @@ TEST_CASE("the kernel tables this program contains") {
 
 TEST_CASE("vector kernels agree with the scalar reference") {
   for (const lamina::cpu::CpuKernels* kernels : available_tables()) {
-    CAPTURE(lamina::cpu_arch_name(kernels->arch));
+    const std::string arch = lamina::cpu_arch_name(kernels->arch);
+    CAPTURE(arch);
     for (std::size_t count : {1u, 7u, 16u, 33u, 64u, 257u, 1000u}) {
       CAPTURE(count);
       const std::vector<float> a = random_floats(count, 1), b = random_floats(count, 2), weight = random_floats(count, 3);
@@ -135,8 +136,10 @@ TEST_CASE("matrix products agree with the scalar reference for every weight type
           }
         }
         for (const lamina::cpu::CpuKernels* kernels : available_tables()) {
-          CAPTURE(lamina::cpu_arch_name(kernels->arch));
-          CAPTURE(lamina::dtype_name(type));
+          const std::string arch = lamina::cpu_arch_name(kernels->arch);
+    CAPTURE(arch);
+          const std::string type_name = lamina::dtype_name(type);
+          CAPTURE(type_name);
           CAPTURE(out);
           CAPTURE(tokens);
           const bool float_activations = kernels->activation_format(type) == lamina::cpu::ActivationFormat::f32;
@@ -155,6 +158,42 @@ TEST_CASE("matrix products agree with the scalar reference for every weight type
           }
         }
       }
+    }
+  }
+}
+
+TEST_CASE("attention kernels agree with the scalar reference (F16 and F32 cache, grouped heads)") {
+  const std::size_t head_size = 64, groups = 4, cells_total = 41, kv_width = 2 * head_size;
+  const std::vector<float> queries = random_floats(groups * head_size, 21);
+  const std::vector<float> keys_f32 = random_floats(cells_total * kv_width, 22), values_f32 = random_floats(cells_total * kv_width, 23);
+  std::vector<std::uint16_t> keys_f16(keys_f32.size()), values_f16(values_f32.size());
+  for (std::size_t i = 0; i < keys_f32.size(); ++i) keys_f16[i] = lamina::f32_to_f16(keys_f32[i]), values_f16[i] = lamina::f32_to_f16(values_f32[i]);
+  const std::vector<std::uint32_t> cells = {3, 0, 40, 17, 18, 5, 9};  // any subset, any order
+  for (bool f16 : {true, false}) {
+    std::vector<float> expected(groups * head_size), scores(groups * cells.size());
+    lamina::cpu::AttentionTask task;
+    task.queries = queries.data();
+    task.query_count = groups;
+    task.head_size = head_size;
+    // The second KV head of each cell: offset by head_size elements.
+    task.keys = f16 ? reinterpret_cast<const std::uint8_t*>(keys_f16.data() + head_size) : reinterpret_cast<const std::uint8_t*>(keys_f32.data() + head_size);
+    task.values = f16 ? reinterpret_cast<const std::uint8_t*>(values_f16.data() + head_size) : reinterpret_cast<const std::uint8_t*>(values_f32.data() + head_size);
+    task.cell_stride = kv_width * (f16 ? 2 : 4);
+    task.f16_cache = f16;
+    task.cells = cells.data();
+    task.cell_count = cells.size();
+    task.scale = 0.125f;
+    task.scores = scores.data();
+    task.out = expected.data();
+    lamina::cpu::cpu_kernels_for(lamina::CpuArch::scalar)->attention(task);
+    for (const lamina::cpu::CpuKernels* kernels : available_tables()) {
+      const std::string arch = lamina::cpu_arch_name(kernels->arch);
+    CAPTURE(arch);
+      CAPTURE(f16);
+      std::vector<float> got(groups * head_size, -1.0f);
+      task.out = got.data();
+      kernels->attention(task);
+      for (std::size_t i = 0; i < got.size(); ++i) REQUIRE(std::fabs(got[i] - expected[i]) <= 1e-4f * (1.0f + std::fabs(expected[i])));
     }
   }
 }

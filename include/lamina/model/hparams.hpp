@@ -86,7 +86,7 @@ inline Result<ModelHparams> read_hparams(const gguf::File& file) {
   hparams.head_size = *head_size;
   Result<std::uint32_t> value_length = file.get_u32_or(prefix + "attention.value_length", hparams.head_size);
   if (!value_length) return value_length.take_error();
-  if (hparams.head_size == 0 || hparams.head_size > 1024 || *value_length != hparams.head_size) {
+  if (hparams.head_size == 0 || hparams.head_size > 256 || *value_length != hparams.head_size) {
     return fail(ErrorCode::unsupported, file.name() + ": attention key/value lengths " + std::to_string(hparams.head_size) +
                                             "/" + std::to_string(*value_length) + " are not supported");
   }

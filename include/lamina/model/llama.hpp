@@ -28,6 +28,7 @@
 #include "hparams.hpp"
 #include "kv_cache.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <cstdint>
@@ -211,8 +212,11 @@ class ForwardBuffers {
     buffers.rope_sin.resize(n * (hparams.rope_dimension_count / 2 + 1));
     buffers.output_rows.resize(static_cast<std::size_t>(max_outputs) * hparams.embedding_length);
     buffers.logits.resize(static_cast<std::size_t>(max_outputs) * hparams.vocab_size);
-    buffers.attention_scores.resize(attention_chunks * static_cast<std::size_t>(kv_cell_count));
-    buffers.attention_cells.resize(attention_chunks * static_cast<std::size_t>(kv_cell_count));
+    buffers.attention_scores.resize(attention_chunks * (hparams.head_count / hparams.head_count_kv) * static_cast<std::size_t>(kv_cell_count));
+    buffers.visible_cells.resize(kv_cell_count);
+    buffers.visible_begin.resize(n);
+    buffers.visible_count.resize(n);
+    buffers.batch_sequences.resize(n);
     std::size_t widest_input = hparams.embedding_length;
     if (hparams.feed_forward_length > widest_input) widest_input = hparams.feed_forward_length;
     if (hparams.query_width() > widest_input) widest_input = hparams.query_width();
@@ -237,8 +241,11 @@ class ForwardBuffers {
   std::vector<float> rope_sin;     // [n_tokens, rope_dimensions / 2]
   std::vector<float> output_rows;  // [n_outputs, embedding]
   std::vector<float> logits;       // [n_outputs, vocab]
-  std::vector<float> attention_scores;         // [attention_chunks, kv cells]
-  std::vector<std::uint32_t> attention_cells;  // [attention_chunks, kv cells] cells a token attends to
+  std::vector<float> attention_scores;          // [attention_chunks, heads per KV head, kv cells]
+  std::vector<std::uint32_t> visible_cells;     // [kv cells] the cells of each batch sequence, by position
+  std::vector<std::uint32_t> visible_begin;     // [n_tokens] where token t's sequence starts in visible_cells
+  std::vector<std::uint32_t> visible_count;     // [n_tokens] how many of those token t sees
+  std::vector<SequenceId> batch_sequences;      // [n_tokens] the distinct sequences of the batch
   cpu::MatmulWorkspace workspace;
 
  private:
@@ -279,6 +286,38 @@ inline Result<void> validate_batch(const ModelHparams& hparams, const Batch& bat
   return success();
 }
 
+// For every token of the batch, the cache cells it attends to: those of its sequence at or
+// before its position, in position order. Each sequence's cells are gathered and sorted once,
+// and a token sees a prefix of them. Uses only preallocated buffers.
+inline void find_visible_cells(const Batch& batch, const KvCache& cache, ForwardBuffers& buffers) {
+  std::size_t sequence_count = 0;
+  std::size_t filled = 0;
+  for (std::size_t t = 0; t < batch.size(); ++t) {
+    const SequenceId sequence = batch.sequences[t];
+    bool seen = false;
+    for (std::size_t s = 0; s < sequence_count && !seen; ++s) seen = buffers.batch_sequences[s] == sequence;
+    if (seen) continue;
+    buffers.batch_sequences[sequence_count++] = sequence;
+    std::uint32_t* begin = buffers.visible_cells.data() + filled;
+    std::uint32_t* end = begin;
+    for (std::uint32_t cell = 0; cell < cache.cell_count(); ++cell) {
+      if (cache.cell_sequence(cell) == sequence) *end++ = cell;
+    }
+    std::sort(begin, end, [&](std::uint32_t a, std::uint32_t b) { return cache.cell_position(a) < cache.cell_position(b); });
+    const std::size_t count = static_cast<std::size_t>(end - begin);
+    for (std::size_t u = t; u < batch.size(); ++u) {
+      if (batch.sequences[u] != sequence) continue;
+      // The cells up to and including this token's position.
+      const std::uint32_t* last = std::upper_bound(begin, end, batch.positions[u], [&](Position position, std::uint32_t cell) {
+        return position < cache.cell_position(cell);
+      });
+      buffers.visible_begin[u] = static_cast<std::uint32_t>(filled);
+      buffers.visible_count[u] = static_cast<std::uint32_t>(last - begin);
+    }
+    filled += count;
+  }
+}
+
 // Runs the model over `batch`, appending its keys and values to `cache`. The logits of the
 // tokens flagged in batch.want_logits land in buffers.logits, one row of vocab floats each, in
 // batch order. `kernels` chooses the instruction set (cpu::cpu_kernels()).
@@ -292,13 +331,14 @@ inline Result<void> forward(const ModelHparams& hparams, const ModelWeights& wei
   const std::size_t kv_width = hparams.kv_width();
   const std::size_t ffn = hparams.feed_forward_length;
   const std::size_t head_size = hparams.head_size;
-  const std::size_t heads = hparams.head_count;
+  const std::size_t heads = hparams.head_count;  // query heads
   const std::size_t heads_per_kv_head = hparams.head_count / hparams.head_count_kv;
   const std::size_t rope_pairs = hparams.rope_dimension_count / 2;
   const bool f16_cache = cache.element_type() == DType::f16;
   cpu::MatmulWorkspace& workspace = buffers.workspace;
 
   LAMINA_TRY(cache.claim_cells(batch.sequences.data(), batch.positions.data(), n_tokens, buffers.cells.data()));
+  find_visible_cells(batch, cache, buffers);
 
   // The rotation angles depend only on the position: computed once per token, used by every layer.
   const reference::RopeParams rope = rope_params(
@@ -348,44 +388,33 @@ inline Result<void> forward(const ModelHparams& hparams, const ModelWeights& wei
       }
     }
 
-    // Each (token, head) pair attends to the cells of its sequence at or before its position:
-    // softmax(q·k / sqrt(head_size)) over those cells, then the weighted sum of their values.
-    const float score_scale = 1.0f / std::sqrt(static_cast<float>(head_size));
-    const std::uint32_t cell_count = cache.cell_count();
-    parallel_chunks(executor, n_tokens * heads, ForwardBuffers::attention_chunks,
+    // Each token attends to the cells of its sequence at or before its position (found once per
+    // forward pass, below): softmax(q·k / sqrt(head_size)) over them, then the weighted sum of
+    // their values. One task per (token, KV head) serves all query heads sharing that KV head.
+    const std::size_t element_bytes = f16_cache ? 2 : 4;
+    const std::uint8_t* layer_keys = static_cast<const std::uint8_t*>(cache.key(layer_index, 0));
+    const std::uint8_t* layer_values = static_cast<const std::uint8_t*>(cache.value(layer_index, 0));
+    const std::size_t kv_heads = hparams.head_count_kv;
+    parallel_chunks(executor, n_tokens * kv_heads, ForwardBuffers::attention_chunks,
                     [&](std::size_t chunk, std::size_t begin, std::size_t end) {
-      float* scores = buffers.attention_scores.data() + chunk * cell_count;
-      std::uint32_t* visible = buffers.attention_cells.data() + chunk * cell_count;
       for (std::size_t pair = begin; pair < end; ++pair) {
-        const std::size_t t = pair / heads;
-        const std::size_t head = pair % heads;
-        const std::size_t kv_offset = (head / heads_per_kv_head) * head_size;
-        const float* q = buffers.query.data() + t * query_width + head * head_size;
-        const SequenceId sequence = batch.sequences[t];
-        const Position position = batch.positions[t];
-        std::size_t visible_count = 0;
-        float maximum = -INFINITY;
-        for (std::uint32_t cell = 0; cell < cell_count; ++cell) {
-          if (cache.cell_sequence(cell) != sequence || cache.cell_position(cell) > position) continue;
-          const float score =
-              (f16_cache ? kernels.dot_f16(static_cast<const std::uint16_t*>(cache.key(layer_index, cell)) + kv_offset, q, head_size)
-                         : kernels.dot(static_cast<const float*>(cache.key(layer_index, cell)) + kv_offset, q, head_size)) *
-              score_scale;
-          scores[visible_count] = score;
-          visible[visible_count++] = cell;
-          if (score > maximum) maximum = score;
-        }
-        const float inverse_sum = 1.0f / kernels.exp_shifted(scores, maximum, visible_count);  // >= 1: the token sees itself
-        float* out = buffers.attention.data() + t * query_width + head * head_size;
-        for (std::size_t i = 0; i < head_size; ++i) out[i] = 0.0f;
-        for (std::size_t j = 0; j < visible_count; ++j) {
-          const float weight = scores[j] * inverse_sum;
-          if (f16_cache) {
-            kernels.scaled_add_f16(out, static_cast<const std::uint16_t*>(cache.value(layer_index, visible[j])) + kv_offset, weight, head_size);
-          } else {
-            kernels.scaled_add(out, static_cast<const float*>(cache.value(layer_index, visible[j])) + kv_offset, weight, head_size);
-          }
-        }
+        const std::size_t t = pair / kv_heads;
+        const std::size_t kv_head = pair % kv_heads;
+        const std::size_t first_head = kv_head * heads_per_kv_head;
+        cpu::AttentionTask task;
+        task.queries = buffers.query.data() + t * query_width + first_head * head_size;
+        task.query_count = heads_per_kv_head;
+        task.head_size = head_size;
+        task.keys = layer_keys + kv_head * head_size * element_bytes;
+        task.values = layer_values + kv_head * head_size * element_bytes;
+        task.cell_stride = kv_width * element_bytes;
+        task.f16_cache = f16_cache;
+        task.cells = buffers.visible_cells.data() + buffers.visible_begin[t];
+        task.cell_count = buffers.visible_count[t];
+        task.scale = 1.0f / std::sqrt(static_cast<float>(head_size));
+        task.scores = buffers.attention_scores.data() + chunk * heads_per_kv_head * cache.cell_count();
+        task.out = buffers.attention.data() + t * query_width + first_head * head_size;
+        kernels.attention(task);
       }
     });
     cpu::matmul(executor, kernels, layer.attention_output, buffers.attention.data(), buffers.projected.data(), n_tokens, workspace);

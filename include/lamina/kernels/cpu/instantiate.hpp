@@ -96,6 +96,7 @@ LAMINA_CPU_TABLE_LINKAGE const CpuKernels& kernel_table() {
     kernels.dot_f16 = &dot_f16;
     kernels.scaled_add_f16 = &scaled_add_f16;
     kernels.exp_shifted = &exp_shifted;
+    kernels.attention = &attention;
     return kernels;
   }();
   return table;

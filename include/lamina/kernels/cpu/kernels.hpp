@@ -68,6 +68,24 @@ struct MatmulTask {
 // Floats of scratch one matmul_rows call may use (per parallel chunk).
 inline std::size_t matmul_scratch_floats(std::size_t in) { return 8 * in + 64; }
 
+// Attention of the query heads that share one key/value head (grouped-query attention) over
+// the cache cells one token sees:
+//   out[h] = sum_c softmax_c(scale * queries[h] · key_c) * value_c
+struct AttentionTask {
+  const float* queries = nullptr;      // [query_count, head_size], the heads of one token sharing this KV head
+  std::size_t query_count = 0;
+  std::size_t head_size = 0;
+  const std::uint8_t* keys = nullptr;  // cell c's key of this KV head at keys + c * cell_stride
+  const std::uint8_t* values = nullptr;
+  std::size_t cell_stride = 0;         // bytes between consecutive cells
+  bool f16_cache = true;               // keys and values are F16 (else F32)
+  const std::uint32_t* cells = nullptr;  // [cell_count] the cells this token sees, in position order
+  std::size_t cell_count = 0;            // at least 1 (a token always sees itself)
+  float scale = 1.0f;                    // 1 / sqrt(head_size)
+  float* scores = nullptr;             // scratch: [query_count, cell_count]
+  float* out = nullptr;                // [query_count, head_size]
+};
+
 struct CpuKernels {
   CpuArch arch = CpuArch::scalar;
 
@@ -97,6 +115,7 @@ struct CpuKernels {
   void (*scaled_add_f16)(float* y, const std::uint16_t* x, float scale, std::size_t count) = nullptr;
   // x = exp(x - maximum), returns the sum (for softmax)
   float (*exp_shifted)(float* x, float maximum, std::size_t count) = nullptr;
+  void (*attention)(const AttentionTask& task) = nullptr;
 };
 
 // The table for `arch` when this program contains it, else nullptr.

@@ -64,6 +64,29 @@ inline float exp_shifted(float* x, float maximum, std::size_t count) {
   return static_cast<float>(sum);
 }
 
+inline void attention(const AttentionTask& task) {
+  for (std::size_t h = 0; h < task.query_count; ++h) {
+    const float* query = task.queries + h * task.head_size;
+    float* scores = task.scores + h * task.cell_count;
+    float maximum = -INFINITY;
+    for (std::size_t j = 0; j < task.cell_count; ++j) {
+      const std::uint8_t* key = task.keys + task.cells[j] * task.cell_stride;
+      scores[j] = (task.f16_cache ? dot_f16(reinterpret_cast<const std::uint16_t*>(key), query, task.head_size)
+                                  : reference::dot(reinterpret_cast<const float*>(key), query, task.head_size)) * task.scale;
+      maximum = scores[j] > maximum ? scores[j] : maximum;
+    }
+    reference::softmax(scores, task.cell_count);
+    (void)maximum;
+    float* out = task.out + h * task.head_size;
+    for (std::size_t i = 0; i < task.head_size; ++i) out[i] = 0.0f;
+    for (std::size_t j = 0; j < task.cell_count; ++j) {
+      const std::uint8_t* value = task.values + task.cells[j] * task.cell_stride;
+      if (task.f16_cache) scaled_add_f16(out, reinterpret_cast<const std::uint16_t*>(value), scores[j], task.head_size);
+      else scaled_add(out, reinterpret_cast<const float*>(value), scores[j], task.head_size);
+    }
+  }
+}
+
 inline const CpuKernels& kernel_table() {
   static const CpuKernels table = [] {
     CpuKernels kernels;
@@ -80,6 +103,7 @@ inline const CpuKernels& kernel_table() {
     kernels.dot_f16 = &dot_f16;
     kernels.scaled_add_f16 = &scaled_add_f16;
     kernels.exp_shifted = &exp_shifted;
+    kernels.attention = &attention;
     return kernels;
   }();
   return table;
