@@ -97,6 +97,10 @@ void parallel_chunks(Executor& executor, std::size_t item_count, std::size_t max
 
 // A fixed set of worker threads. The thread that calls run() works too, so a pool of
 // concurrency N starts N - 1 threads. One run() at a time per pool (a second caller waits).
+//
+// A decode step hands the pool a few hundred small jobs, so waking workers must be cheap:
+// between jobs a worker spins briefly on the job counter before it sleeps on a condition
+// variable, and the caller spins while the last tasks finish.
 class ThreadPool final : public Executor {
  public:
   // thread_count 0 means one per hardware thread.
@@ -112,7 +116,8 @@ class ThreadPool final : public Executor {
   ~ThreadPool() override {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      stopping_ = true;
+      stopping_.store(true, std::memory_order_release);
+      generation_.fetch_add(1, std::memory_order_release);
     }
     wake_workers_.notify_all();
     for (std::thread& worker : workers_) worker.join();
@@ -127,18 +132,20 @@ class ThreadPool final : public Executor {
       for (std::size_t i = 0; i < count; ++i) task(i);
       return;
     }
+    job_task_ = &task;
+    job_count_ = count;
+    next_index_.store(0, std::memory_order_relaxed);
+    workers_busy_.store(workers_.size(), std::memory_order_relaxed);
     {
+      // Under the lock, so a worker that is about to sleep either sees the new job or is woken.
       std::lock_guard<std::mutex> lock(mutex_);
-      job_task_ = &task;
-      job_count_ = count;
-      next_index_.store(0, std::memory_order_relaxed);
-      workers_busy_ = workers_.size();
-      ++generation_;
+      generation_.fetch_add(1, std::memory_order_release);
     }
-    wake_workers_.notify_all();
+    if (sleeping_.load(std::memory_order_acquire) > 0) wake_workers_.notify_all();
     work_on_current_job(task, count);
-    std::unique_lock<std::mutex> lock(mutex_);
-    job_done_.wait(lock, [this] { return workers_busy_ == 0; });
+    for (std::size_t spins = 0; workers_busy_.load(std::memory_order_acquire) != 0; ++spins) {
+      if (spins > 4096) std::this_thread::yield();
+    }
     job_task_ = nullptr;
   }
 
@@ -154,21 +161,23 @@ class ThreadPool final : public Executor {
   void worker_loop() {
     std::size_t seen_generation = 0;
     for (;;) {
-      TaskRef* task = nullptr;
-      std::size_t count = 0;
-      {
+      // Spin a little (about 50-100 µs) for the next job, then sleep.
+      std::size_t generation = generation_.load(std::memory_order_acquire);
+      for (int spins = 0; generation == seen_generation && spins < 20000; ++spins) {
+        std::this_thread::yield();
+        generation = generation_.load(std::memory_order_acquire);
+      }
+      if (generation == seen_generation) {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_workers_.wait(lock, [&] { return stopping_ || generation_ != seen_generation; });
-        if (stopping_) return;
-        seen_generation = generation_;
-        task = job_task_;
-        count = job_count_;
+        sleeping_.fetch_add(1, std::memory_order_acq_rel);
+        wake_workers_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen_generation; });
+        sleeping_.fetch_sub(1, std::memory_order_acq_rel);
+        generation = generation_.load(std::memory_order_acquire);
       }
-      work_on_current_job(*task, count);
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (--workers_busy_ == 0) job_done_.notify_one();
-      }
+      seen_generation = generation;
+      if (stopping_.load(std::memory_order_acquire)) return;
+      work_on_current_job(*job_task_, job_count_);
+      workers_busy_.fetch_sub(1, std::memory_order_acq_rel);
     }
   }
 
@@ -177,13 +186,13 @@ class ThreadPool final : public Executor {
   std::mutex run_mutex_;
   std::mutex mutex_;
   std::condition_variable wake_workers_;
-  std::condition_variable job_done_;
-  TaskRef* job_task_ = nullptr;
+  TaskRef* job_task_ = nullptr;       // written before generation_ is bumped, read after
   std::size_t job_count_ = 0;
   std::atomic<std::size_t> next_index_{0};
-  std::size_t workers_busy_ = 0;
-  std::size_t generation_ = 0;
-  bool stopping_ = false;
+  std::atomic<std::size_t> workers_busy_{0};
+  std::atomic<std::size_t> generation_{0};
+  std::atomic<std::size_t> sleeping_{0};
+  std::atomic<bool> stopping_{false};
 };
 
 #else
