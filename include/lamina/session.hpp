@@ -121,7 +121,9 @@ class Session {
     Result<KvCache> cache = KvCache::create(hparams, session.params_.context_length, params.kv_cache_type);
     if (!cache) return cache.take_error();
     session.cache_ = std::move(*cache);
-    Result<ForwardBuffers> buffers = ForwardBuffers::create(hparams, params.batch_size, max_outputs, session.params_.context_length);
+    if (params.executor == nullptr) session.own_pool_.reset(new ThreadPool(params.thread_count));
+    Result<ForwardBuffers> buffers = ForwardBuffers::create(hparams, params.batch_size, max_outputs, session.params_.context_length,
+                                                            session.executor().concurrency());
     if (!buffers) return buffers.take_error();
     session.buffers_ = std::move(*buffers);
     for (std::uint32_t sequence = 0; sequence < params.sequence_count; ++sequence) {
@@ -137,7 +139,6 @@ class Session {
     session.batch_.positions.reserve(params.batch_size);
     session.batch_.sequences.reserve(params.batch_size);
     session.batch_.want_logits.reserve(params.batch_size);
-    if (params.executor == nullptr) session.own_pool_.reset(new ThreadPool(params.thread_count));
     return session;
   }
 

@@ -191,8 +191,9 @@ class ForwardBuffers {
   static constexpr std::size_t attention_chunks = 16;
 
   ForwardBuffers() = default;
+  // `concurrency`: how many threads run the forward pass (sizes the per-chunk scratch).
   static Result<ForwardBuffers> create(const ModelHparams& hparams, std::uint32_t max_tokens, std::uint32_t max_outputs,
-                                       std::uint32_t kv_cell_count) {
+                                       std::uint32_t kv_cell_count, std::size_t concurrency = 1) {
     if (max_tokens == 0) return fail(ErrorCode::invalid_argument, "batch size must be positive");
     ForwardBuffers buffers;
     buffers.max_tokens_ = max_tokens;
@@ -220,7 +221,7 @@ class ForwardBuffers {
     std::size_t widest_input = hparams.embedding_length;
     if (hparams.feed_forward_length > widest_input) widest_input = hparams.feed_forward_length;
     if (hparams.query_width() > widest_input) widest_input = hparams.query_width();
-    buffers.workspace = cpu::MatmulWorkspace(widest_input, n);
+    buffers.workspace = cpu::MatmulWorkspace(widest_input, n, 4 * (concurrency == 0 ? 1 : concurrency));
     return buffers;
   }
 

@@ -65,8 +65,10 @@ struct MatmulTask {
   void (*dequantize_row)(const void* row, float* out, std::size_t count) = nullptr;
 };
 
-// Floats of scratch one matmul_rows call may use (per parallel chunk).
-inline std::size_t matmul_scratch_floats(std::size_t in) { return 8 * in + 64; }
+// Floats of scratch one matmul_rows call may use (per parallel chunk): room for a block of
+// weight rows converted to float, so prompts read each weight once.
+inline constexpr std::size_t matmul_scratch_rows = 32;
+inline std::size_t matmul_scratch_floats(std::size_t in) { return matmul_scratch_rows * in + 64; }
 
 // Attention of the query heads that share one key/value head (grouped-query attention) over
 // the cache cells one token sees:

@@ -58,19 +58,23 @@ inline void (*dequantize_row_function(DType type))(const void*, float*, std::siz
 }
 
 // Buffers for matrix products of rows up to `max_in` values and up to `max_tokens` tokens:
-// quantized activations and per-chunk kernel scratch. Sized once; a matmul allocates nothing.
+// quantized activations and kernel scratch for each of `chunk_count` parallel chunks. Sized
+// once; a matmul allocates nothing. The chunk count only decides how rows are shared out,
+// never a result, so it may follow the executor's concurrency (a few chunks per thread).
 class MatmulWorkspace {
  public:
   MatmulWorkspace() = default;
-  MatmulWorkspace(std::size_t max_in, std::size_t max_tokens)
+  MatmulWorkspace(std::size_t max_in, std::size_t max_tokens, std::size_t chunk_count = max_parallel_chunks)
       : max_in_(max_in),
         max_tokens_(max_tokens),
+        chunk_count_(chunk_count == 0 ? 1 : (chunk_count > max_parallel_chunks ? max_parallel_chunks : chunk_count)),
         chunk_floats_(matmul_scratch_floats(max_in)),
-        scratch_(max_parallel_chunks * chunk_floats_),
+        scratch_(chunk_count_ * chunk_floats_),
         activations_(max_tokens * largest_quantized_row_bytes(max_in)) {}
 
   std::size_t max_in() const { return max_in_; }
   std::size_t max_tokens() const { return max_tokens_; }
+  std::size_t chunk_count() const { return chunk_count_; }
   float* chunk_scratch(std::size_t chunk) { return scratch_.data() + chunk * chunk_floats_; }
   std::uint8_t* activations() { return activations_.data(); }
 
@@ -86,6 +90,7 @@ class MatmulWorkspace {
 
   std::size_t max_in_ = 0;
   std::size_t max_tokens_ = 0;
+  std::size_t chunk_count_ = 1;
   std::size_t chunk_floats_ = 0;
   std::vector<float> scratch_;
   std::vector<std::uint8_t> activations_;
@@ -120,7 +125,7 @@ inline void matmul(Executor& executor, const CpuKernels& kernels, const TensorVi
   }
   // Chunks of at least 16 rows keep scheduling cheap next to the arithmetic.
   std::size_t chunk_limit = out / 16 > 0 ? out / 16 : 1;
-  if (chunk_limit > max_parallel_chunks) chunk_limit = max_parallel_chunks;
+  if (chunk_limit > workspace.chunk_count()) chunk_limit = workspace.chunk_count();
   parallel_chunks(executor, out, chunk_limit, [&](std::size_t chunk, std::size_t row_begin, std::size_t row_end) {
     kernels.matmul_rows(task, row_begin, row_end, workspace.chunk_scratch(chunk));
   });

@@ -4,7 +4,8 @@
 // vector_ops.inl; do not include it anywhere else.
 //
 // The float path: weight rows as floats (F32 used in place, F16 converted with F16C, any other
-// type dequantized through task.dequantize_row) multiplied with float activations in tiles of
+// type dequantized through task.dequantize_row) multiplied with float activations. One token:
+// one row at a time, streaming. Several: tiles of
 // tile_rows × tile_tokens dot products, so each weight vector loaded meets several tokens and
 // each activation vector several rows. Every (row, token) result is computed by the same
 // sequence of operations whatever the tiling, so results do not depend on how rows are split
@@ -16,8 +17,6 @@ inline constexpr std::size_t tile_tokens = 4;  // 16 accumulators + 5 operands o
 #else
 inline constexpr std::size_t tile_tokens = 2;  // 8 accumulators + 3 operands of 16 registers
 #endif
-// Tokens whose activations are reused across all row tiles before moving on (kept in L2).
-inline constexpr std::size_t token_block = 16;
 
 // y[t * y_stride + r] = dot(weight_rows[r], token_rows[t]) for r < Rows, t < Tokens.
 template <std::size_t Rows, std::size_t Tokens>
@@ -41,24 +40,6 @@ inline void dot_tile(const float* const* weight_rows, const float* const* token_
       for (std::size_t j = i; j < count; ++j) sum += weight_rows[r][j] * token_rows[t][j];
       y[t * y_stride + r] = sum;
     }
-  }
-}
-
-// dot_tile for F16 weight rows read directly (one token: decoding is memory bound, so the
-// rows are converted in registers instead of through scratch).
-template <std::size_t Rows>
-inline void dot_tile_f16_one_token(const std::uint16_t* const* weight_rows, const float* token, std::size_t count, float* y) {
-  float_batch accumulator[Rows];
-  for (std::size_t r = 0; r < Rows; ++r) accumulator[r] = float_batch(0.0f);
-  std::size_t i = 0;
-  for (; i + float_lanes <= count; i += float_lanes) {
-    const float_batch activations = float_batch::load_unaligned(token + i);
-    for (std::size_t r = 0; r < Rows; ++r) accumulator[r] = xsimd::fma(load_f16(weight_rows[r] + i), activations, accumulator[r]);
-  }
-  for (std::size_t r = 0; r < Rows; ++r) {
-    float sum = xsimd::hadd(accumulator[r]);
-    for (std::size_t j = i; j < count; ++j) sum += f16_to_f32(weight_rows[r][j]) * token[j];
-    y[r] = sum;
   }
 }
 
@@ -92,44 +73,44 @@ inline void matmul_rows_float(const MatmulTask& task, std::size_t row_begin, std
   const std::size_t in = task.in;
   const bool f32_weights = task.weight_type == DType::f32;
   const bool f16_weights = task.weight_type == DType::f16;
-  for (std::size_t block = 0; block < task.token_count; block += token_block) {
-    const std::size_t block_end = block + token_block < task.token_count ? block + token_block : task.token_count;
-    for (std::size_t row = row_begin; row < row_end; row += tile_rows) {
-      const std::size_t rows = row_end - row < tile_rows ? row_end - row : tile_rows;
-      if (f16_weights && task.token_count == 1) {
-        const std::uint16_t* f16_rows[tile_rows];
-        for (std::size_t r = 0; r < rows; ++r) {
-          f16_rows[r] = reinterpret_cast<const std::uint16_t*>(task.weight + (row + r) * task.weight_row_stride);
-        }
-        const float* token = reinterpret_cast<const float*>(task.activations);
-        float* y = task.y + row;
-        switch (rows) {
-          case 1: dot_tile_f16_one_token<1>(f16_rows, token, in, y); break;
-          case 2: dot_tile_f16_one_token<2>(f16_rows, token, in, y); break;
-          case 3: dot_tile_f16_one_token<3>(f16_rows, token, in, y); break;
-          default: dot_tile_f16_one_token<4>(f16_rows, token, in, y); break;
-        }
+  if (task.token_count == 1 && (f32_weights || f16_weights)) {
+    // Decoding is memory bound: read the rows one after the other as a single sequential
+    // stream, which the hardware prefetchers follow across pages (several rows read side by
+    // side are separate streams that each stop at a page boundary: half the bandwidth).
+    const float* token = reinterpret_cast<const float*>(task.activations);
+    for (std::size_t row = row_begin; row < row_end; ++row) {
+      const std::uint8_t* stored = task.weight + row * task.weight_row_stride;
+      task.y[row] = f16_weights ? dot_f16(reinterpret_cast<const std::uint16_t*>(stored), token, in)
+                                : dot(reinterpret_cast<const float*>(stored), token, in);
+    }
+    return;
+  }
+  // Several tokens: take the rows a block at a time (matmul_scratch_rows rows, converted to
+  // float once, kept in L2), and run every token through the block in tiles, so each weight is
+  // read from memory once per matrix product.
+  for (std::size_t block = row_begin; block < row_end; block += matmul_scratch_rows) {
+    const std::size_t block_end = block + matmul_scratch_rows < row_end ? block + matmul_scratch_rows : row_end;
+    const float* block_rows[matmul_scratch_rows];
+    for (std::size_t row = block; row < block_end; ++row) {
+      const std::uint8_t* stored = task.weight + row * task.weight_row_stride;
+      if (f32_weights) {
+        block_rows[row - block] = reinterpret_cast<const float*>(stored);
         continue;
       }
-      const float* weight_rows[tile_rows];
-      for (std::size_t r = 0; r < rows; ++r) {
-        const std::uint8_t* stored = task.weight + (row + r) * task.weight_row_stride;
-        if (f32_weights) {
-          weight_rows[r] = reinterpret_cast<const float*>(stored);
-        } else {
-          float* converted = scratch + r * in;
-          if (f16_weights) f16_to_f32_row(reinterpret_cast<const std::uint16_t*>(stored), converted, in);
-          else task.dequantize_row(stored, converted, in);
-          weight_rows[r] = converted;
-        }
+      float* converted = scratch + (row - block) * in;
+      if (f16_weights) f16_to_f32_row(reinterpret_cast<const std::uint16_t*>(stored), converted, in);
+      else task.dequantize_row(stored, converted, in);
+      block_rows[row - block] = converted;
+    }
+    for (std::size_t t = 0; t < task.token_count; t += tile_tokens) {
+      const std::size_t tokens = task.token_count - t < tile_tokens ? task.token_count - t : tile_tokens;
+      const float* token_rows[tile_tokens];
+      for (std::size_t k = 0; k < tokens; ++k) {
+        token_rows[k] = reinterpret_cast<const float*>(task.activations + (t + k) * task.activation_row_stride);
       }
-      for (std::size_t t = block; t < block_end; t += tile_tokens) {
-        const std::size_t tokens = block_end - t < tile_tokens ? block_end - t : tile_tokens;
-        const float* token_rows[tile_tokens];
-        for (std::size_t k = 0; k < tokens; ++k) {
-          token_rows[k] = reinterpret_cast<const float*>(task.activations + (t + k) * task.activation_row_stride);
-        }
-        dot_tile_any(rows, tokens, weight_rows, token_rows, in, task.y + t * task.y_row_stride + row, task.y_row_stride);
+      for (std::size_t row = block; row < block_end; row += tile_rows) {
+        const std::size_t rows = block_end - row < tile_rows ? block_end - row : tile_rows;
+        dot_tile_any(rows, tokens, block_rows + (row - block), token_rows, in, task.y + t * task.y_row_stride + row, task.y_row_stride);
       }
     }
   }

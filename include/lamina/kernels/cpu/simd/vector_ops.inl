@@ -125,14 +125,16 @@ inline void f16_to_f32_row(const std::uint16_t* x, float* out, std::size_t count
 }
 
 inline float dot_f16(const std::uint16_t* a, const float* b, std::size_t count) {
-  float_batch sum0(0.0f), sum1(0.0f);
+  float_batch sum0(0.0f), sum1(0.0f), sum2(0.0f), sum3(0.0f);
   std::size_t i = 0;
-  for (; i + 2 * float_lanes <= count; i += 2 * float_lanes) {
+  for (; i + 4 * float_lanes <= count; i += 4 * float_lanes) {
     sum0 = xsimd::fma(load_f16(a + i), float_batch::load_unaligned(b + i), sum0);
     sum1 = xsimd::fma(load_f16(a + i + float_lanes), float_batch::load_unaligned(b + i + float_lanes), sum1);
+    sum2 = xsimd::fma(load_f16(a + i + 2 * float_lanes), float_batch::load_unaligned(b + i + 2 * float_lanes), sum2);
+    sum3 = xsimd::fma(load_f16(a + i + 3 * float_lanes), float_batch::load_unaligned(b + i + 3 * float_lanes), sum3);
   }
   for (; i + float_lanes <= count; i += float_lanes) sum0 = xsimd::fma(load_f16(a + i), float_batch::load_unaligned(b + i), sum0);
-  float sum = xsimd::hadd(sum0 + sum1);
+  float sum = xsimd::hadd((sum0 + sum1) + (sum2 + sum3));
   for (; i < count; ++i) sum += f16_to_f32(a[i]) * b[i];
   return sum;
 }
