@@ -5,6 +5,11 @@
 //   lamina generate -m MODEL (--prompt TEXT | --tokens IDS) -n N [sampling options] [--print-ids]
 //   lamina tokenize -m GGUF (--text TEXT | --file FILE) [--split-tests]
 //   lamina inspect  -m GGUF
+//   lamina synth    --preset NAME -o OUT.gguf [--type TYPE] [--vocab VOCAB.gguf]      (synth.cpp)
+//   lamina bench    -m MODEL [-t N] [-p N] [-n N] [-r N] [--json]                       (bench.cpp)
+//   lamina quantize IN.gguf OUT.gguf TYPE [--pure] [-t N]                               (quantize.cpp)
+#include "cli_common.hpp"
+
 #include <lamina/lamina.hpp>
 
 #include <cerrno>
@@ -19,136 +24,7 @@
 
 namespace {
 
-// ---------------------------------------------------------------------------------------------
-// Argument parsing: every option is declared with the subcommand that takes it; anything else
-// is an error. Values are checked strictly (no trailing garbage, in range).
-
-struct Option {
-  const char* long_name;
-  const char* short_name;  // or nullptr
-  bool takes_value;
-  const char* help;
-};
-
-struct ParsedArguments {
-  std::vector<std::pair<std::string, std::string>> values;  // (long name, value) in order
-  bool has(const std::string& name) const {
-    for (const auto& entry : values) if (entry.first == name) return true;
-    return false;
-  }
-  const std::string* get(const std::string& name) const {
-    const std::string* found = nullptr;
-    for (const auto& entry : values) if (entry.first == name) found = &entry.second;
-    return found;  // the last occurrence wins
-  }
-  std::vector<std::string> all(const std::string& name) const {
-    std::vector<std::string> found;
-    for (const auto& entry : values) if (entry.first == name) found.push_back(entry.second);
-    return found;
-  }
-};
-
-lamina::Error usage_error(const std::string& message) { return lamina::fail(lamina::ErrorCode::invalid_argument, message); }
-
-lamina::Result<ParsedArguments> parse_arguments(int argc, char** argv, int first, const std::vector<Option>& options) {
-  ParsedArguments parsed;
-  for (int i = first; i < argc; ++i) {
-    const std::string argument = argv[i];
-    const Option* matched = nullptr;
-    for (const Option& option : options) {
-      if (argument == option.long_name || (option.short_name != nullptr && argument == option.short_name)) matched = &option;
-    }
-    if (matched == nullptr) return usage_error("unknown option '" + argument + "' (see --help)");
-    std::string value;
-    if (matched->takes_value) {
-      if (i + 1 >= argc) return usage_error(std::string("option ") + matched->long_name + " needs a value");
-      value = argv[++i];
-    }
-    parsed.values.emplace_back(matched->long_name, value);
-  }
-  return parsed;
-}
-
-lamina::Result<long long> parse_integer(const std::string& text, const char* option, long long minimum, long long maximum) {
-  errno = 0;
-  char* end = nullptr;
-  const long long value = std::strtoll(text.c_str(), &end, 10);
-  if (text.empty() || end == text.c_str() || *end != '\0' || errno == ERANGE || value < minimum || value > maximum) {
-    return usage_error(std::string("option ") + option + ": '" + text + "' is not an integer in [" + std::to_string(minimum) +
-                       ", " + std::to_string(maximum) + "]");
-  }
-  return value;
-}
-
-lamina::Result<float> parse_float(const std::string& text, const char* option, double minimum, double maximum) {
-  errno = 0;
-  char* end = nullptr;
-  const double value = std::strtod(text.c_str(), &end);
-  if (text.empty() || end == text.c_str() || *end != '\0' || errno == ERANGE || !std::isfinite(value) || value < minimum ||
-      value > maximum) {
-    char range[96];
-    std::snprintf(range, sizeof range, "[%g, %g]", minimum, maximum);
-    return usage_error(std::string("option ") + option + ": '" + text + "' is not a number in " + range);
-  }
-  return static_cast<float>(value);
-}
-
-// "1 2 3" or "1,2,3" -> token ids.
-lamina::Result<std::vector<lamina::Token>> parse_token_list(const std::string& text) {
-  std::vector<lamina::Token> tokens;
-  std::string current;
-  for (std::size_t i = 0; i <= text.size(); ++i) {
-    const char c = i < text.size() ? text[i] : ' ';
-    if (c == ' ' || c == ',' || c == '\t' || c == '\n') {
-      if (current.empty()) continue;
-      lamina::Result<long long> id = parse_integer(current, "--tokens", 0, 0x7fffffff);
-      if (!id) return id.take_error();
-      tokens.push_back(static_cast<lamina::Token>(*id));
-      current.clear();
-    } else {
-      current += c;
-    }
-  }
-  if (tokens.empty()) return usage_error("option --tokens: no token ids given");
-  return tokens;
-}
-
-lamina::Result<std::string> read_whole_file(const std::string& path) {
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) return lamina::fail(lamina::ErrorCode::io, path + ": cannot open file: " + std::strerror(errno));
-  std::string text;
-  char buffer[65536];
-  std::size_t got;
-  while ((got = std::fread(buffer, 1, sizeof buffer, file)) > 0) text.append(buffer, got);
-  const bool failed = std::ferror(file) != 0;
-  std::fclose(file);
-  if (failed) return lamina::fail(lamina::ErrorCode::io, path + ": read error");
-  return text;
-}
-
-void print_help(const char* usage, const std::vector<Option>& options) {
-  std::printf("usage: %s\n\noptions:\n", usage);
-  for (const Option& option : options) {
-    std::string names = option.short_name ? std::string(option.short_name) + ", " + option.long_name : std::string("    ") + option.long_name;
-    std::printf("  %-22s %s\n", names.c_str(), option.help);
-  }
-}
-
-int report(const lamina::Error& error) {
-  std::fprintf(stderr, "lamina: %s\n", error.message.c_str());
-  return 1;
-}
-
-const Option help_option{"--help", "-h", false, "show this help"};
-const Option model_option{"--model", "-m", true, "GGUF model file"};
-const Option lora_option{"--lora", nullptr, true, "LoRA adapter PATH[:SCALE] (repeatable)"};
-
-lamina::Result<void> reject_lora(const ParsedArguments& arguments) {
-  if (arguments.has("--lora")) {
-    return lamina::fail(lamina::ErrorCode::unsupported, "--lora: LoRA adapters are not supported yet in this version");
-  }
-  return lamina::success();
-}
+using namespace lamina_cli;
 
 // ---------------------------------------------------------------------------------------------
 
@@ -437,7 +313,10 @@ void print_main_help() {
       "  logits     evaluate token ids and write the logits after every position\n"
       "  generate   generate text from a prompt, streaming it\n"
       "  tokenize   print the token ids of a text\n"
-      "  inspect    print a GGUF file's metadata and tensor table\n",
+      "  inspect    print a GGUF file's metadata and tensor table\n"
+      "  synth      write a random-weight model with the shapes of a real one\n"
+      "  bench      measure prompt and generation speed (tokens/s), like llama-bench\n"
+      "  quantize   convert a model's weights to another type (q4_0, q4_k_m, q8_0, …)\n",
       LAMINA_VERSION_STRING);
 }
 
@@ -455,6 +334,10 @@ int main(int argc, char** argv) {
   if (command == "generate") return run_generate(argc, argv);
   if (command == "tokenize") return run_tokenize(argc, argv);
   if (command == "inspect") return run_inspect(argc, argv);
-  std::fprintf(stderr, "lamina: unknown command '%s' (commands: logits, generate, tokenize, inspect)\n", command.c_str());
+  if (command == "synth") return lamina_cli::run_synth(argc, argv);
+  if (command == "bench") return lamina_cli::run_bench(argc, argv);
+  if (command == "quantize") return lamina_cli::run_quantize(argc, argv);
+  std::fprintf(stderr, "lamina: unknown command '%s' (commands: logits, generate, tokenize, inspect, synth, bench, quantize)\n",
+               command.c_str());
   return 1;
 }

@@ -1,0 +1,237 @@
+// lamina/tools/gguf_stream.hpp — writing a GGUF file tensor by tensor, without holding it in memory.
+//
+// gguf::Writer copies every tensor into memory before it writes; that is fine for adapters and
+// test models, not for a 2-4 GB model. A StreamWriter instead takes the metadata and the table
+// of tensors (name, type, shape) first, writes the header, then takes each tensor's bytes in
+// the declared order and writes them straight to the file. A program that makes its tensors
+// one at a time (lamina synth, lamina quantize) then needs memory for one tensor only.
+//
+//   lamina::gguf::StreamWriter writer;
+//   writer.set("general.architecture", lamina::gguf::Value::from_string("llama"));
+//   LAMINA_TRY(writer.declare_tensor("token_embd.weight", lamina::DType::q8_0, {32000, 2048}));
+//   LAMINA_TRY(writer.open("model.gguf"));            // writes model.gguf.partial
+//   LAMINA_TRY(writer.write_tensor(bytes, size));      // once per declared tensor, in order
+//   LAMINA_TRY(writer.finish());                       // renames it to model.gguf
+//
+// The layout is the one gguf::Writer (and llama.cpp) write: each tensor padded to the alignment.
+// A writer destroyed before finish() removes its partial file.
+#pragma once
+
+#include "../core/dtype.hpp"
+#include "../core/result.hpp"
+#include "../core/tensor.hpp"
+#include "../io/gguf.hpp"
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace lamina {
+namespace gguf {
+
+class StreamWriter {
+ public:
+  explicit StreamWriter(std::uint32_t version = 3) : version_(version) {
+    LAMINA_ASSERT(version == 2 || version == 3, "gguf::StreamWriter: version must be 2 or 3");
+  }
+  StreamWriter(const StreamWriter&) = delete;
+  StreamWriter& operator=(const StreamWriter&) = delete;
+  ~StreamWriter() { abandon(); }
+
+  // Metadata, before open(). Replaces an existing key in place (as gguf::Writer::set does).
+  void set(const std::string& key, Value value) {
+    LAMINA_ASSERT(file_ == nullptr, "gguf::StreamWriter::set after open()");
+    LAMINA_ASSERT(!key.empty() && detail::is_writable_value(value, 0), "gguf::StreamWriter::set: invalid key or value");
+    if (key == "general.alignment" && value.type == ValueType::uint32 && detail::is_power_of_two(value.unsigned_value)) {
+      alignment_ = static_cast<std::uint32_t>(value.unsigned_value);
+    }
+    const auto inserted = key_index_.emplace(key, metadata_.size());
+    if (inserted.second) metadata_.emplace_back(key, std::move(value));
+    else metadata_[inserted.first->second].second = std::move(value);
+  }
+  void remove(const std::string& key) {
+    LAMINA_ASSERT(file_ == nullptr, "gguf::StreamWriter::remove after open()");
+    const auto found = key_index_.find(key);
+    if (found == key_index_.end()) return;
+    metadata_.erase(metadata_.begin() + static_cast<std::ptrdiff_t>(found->second));
+    key_index_.clear();
+    for (std::size_t i = 0; i < metadata_.size(); ++i) key_index_.emplace(metadata_[i].first, i);
+    if (key == "general.alignment") alignment_ = detail::default_alignment;
+  }
+  const std::vector<std::pair<std::string, Value>>& metadata() const { return metadata_; }
+
+  // One tensor of the table, before open(); `shape` outermost first. Checks what
+  // gguf::Writer::add_tensor checks, except the data, which comes later.
+  Result<void> declare_tensor(const std::string& name, DType dtype, std::vector<std::int64_t> shape) {
+    LAMINA_ASSERT(file_ == nullptr, "gguf::StreamWriter::declare_tensor after open()");
+    const auto problem = [&](const std::string& what) {
+      return fail(ErrorCode::invalid_argument, "gguf::StreamWriter: tensor " + detail::quoted(name) + ": " + what);
+    };
+    if (name.empty()) return fail(ErrorCode::invalid_argument, "gguf::StreamWriter: empty tensor name");
+    if (name.size() > detail::max_written_tensor_name_bytes) {
+      return problem("name is " + std::to_string(name.size()) + " bytes; llama.cpp reads at most " +
+                     std::to_string(detail::max_written_tensor_name_bytes));
+    }
+    if (tensor_index_.count(name) != 0) return problem("a tensor with this name was already declared");
+    if (!is_known_dtype(static_cast<std::uint32_t>(dtype))) {
+      return problem("unknown dtype id " + std::to_string(static_cast<std::uint32_t>(dtype)));
+    }
+    if (shape.empty() || shape.size() > static_cast<std::size_t>(max_tensor_rank)) {
+      return problem("rank " + std::to_string(shape.size()) + " is not between 1 and " + std::to_string(max_tensor_rank));
+    }
+    std::uint64_t dims[max_tensor_rank] = {};  // innermost first, as GGUF stores them
+    for (std::size_t d = 0; d < shape.size(); ++d) {
+      if (shape[d] <= 0) return problem("dimension " + std::to_string(d) + " is " + std::to_string(shape[d]));
+      dims[shape.size() - 1 - d] = static_cast<std::uint64_t>(shape[d]);
+    }
+    Declared tensor;
+    std::string why;
+    if (!detail::tensor_size(dims, shape.size(), dtype, tensor.size_bytes, why)) return problem(why);
+    tensor.name = name;
+    tensor.dtype = dtype;
+    tensor.shape = std::move(shape);
+    tensor_index_.emplace(name, tensors_.size());
+    tensors_.push_back(std::move(tensor));
+    return success();
+  }
+  std::size_t tensor_count() const { return tensors_.size(); }
+  // Bytes tensor `index` must be given (without padding).
+  std::uint64_t tensor_bytes(std::size_t index) const { return tensors_[index].size_bytes; }
+  // Bytes of the whole file: header, tensors and padding.
+  std::uint64_t file_bytes() const {
+    std::uint64_t total = header_bytes().size();
+    for (const Declared& tensor : tensors_) total = detail::align_up(total + tensor.size_bytes, alignment_);
+    return total;
+  }
+
+  // Creates `path` + ".partial" and writes the header; finish() renames it to `path`.
+  Result<void> open(const std::string& path) {
+    LAMINA_ASSERT(file_ == nullptr, "gguf::StreamWriter::open twice");
+    path_ = path;
+    temporary_ = path + ".partial";
+    file_ = std::fopen(temporary_.c_str(), "wb");
+    if (file_ == nullptr) return fail(ErrorCode::io, path + ": cannot create " + temporary_ + ": " + std::strerror(errno));
+    const std::vector<std::uint8_t> header = header_bytes();
+    if (std::fwrite(header.data(), 1, header.size(), file_) != header.size()) return give_up("cannot write the header");
+    written_ = header.size();
+    next_tensor_ = 0;
+    return success();
+  }
+
+  // The bytes of the next declared tensor: exactly tensor_bytes(next) of them.
+  Result<void> write_tensor(const void* data, std::size_t size_bytes) {
+    if (file_ == nullptr) return fail(ErrorCode::invalid_state, "gguf::StreamWriter::write_tensor: the file is not open");
+    if (next_tensor_ >= tensors_.size()) {
+      return fail(ErrorCode::invalid_state, path_ + ": all " + std::to_string(tensors_.size()) + " declared tensors were already written");
+    }
+    const Declared& tensor = tensors_[next_tensor_];
+    if (size_bytes != tensor.size_bytes) {
+      return fail(ErrorCode::invalid_argument, path_ + ": tensor " + detail::quoted(tensor.name) + " needs " +
+                                                   std::to_string(tensor.size_bytes) + " bytes, got " + std::to_string(size_bytes));
+    }
+    if (size_bytes != 0 && data == nullptr) return fail(ErrorCode::invalid_argument, path_ + ": null data for " + detail::quoted(tensor.name));
+    if (size_bytes != 0 && std::fwrite(data, 1, size_bytes, file_) != size_bytes) return give_up("cannot write tensor data");
+    written_ += size_bytes;
+    std::uint64_t padding = detail::align_up(written_, alignment_) - written_;
+    static const std::uint8_t zeros[256] = {};
+    written_ += padding;
+    while (padding > 0) {
+      const std::size_t chunk = static_cast<std::size_t>(padding < sizeof zeros ? padding : sizeof zeros);
+      if (std::fwrite(zeros, 1, chunk, file_) != chunk) return give_up("cannot write padding");
+      padding -= chunk;
+    }
+    ++next_tensor_;
+    return success();
+  }
+  std::size_t next_tensor() const { return next_tensor_; }
+  const std::string& next_tensor_name() const { return tensors_[next_tensor_].name; }
+
+  // Closes the file and renames it into place. Every declared tensor must have been written.
+  Result<void> finish() {
+    if (file_ == nullptr) return fail(ErrorCode::invalid_state, "gguf::StreamWriter::finish: the file is not open");
+    if (next_tensor_ != tensors_.size()) {
+      const std::string missing = tensors_[next_tensor_].name;
+      abandon();
+      return fail(ErrorCode::invalid_state, path_ + ": tensor " + detail::quoted(missing) + " was declared but never written");
+    }
+    if (std::fflush(file_) != 0) return give_up("cannot write the file");
+    const int closed = std::fclose(file_);
+    file_ = nullptr;
+    if (closed != 0) return give_up("cannot close the file");
+#if LAMINA_WINDOWS
+    if (!MoveFileExA(temporary_.c_str(), path_.c_str(), MOVEFILE_REPLACE_EXISTING)) {
+      std::remove(temporary_.c_str());
+      return fail(ErrorCode::io, path_ + ": cannot replace the file with " + temporary_);
+    }
+#else
+    if (std::rename(temporary_.c_str(), path_.c_str()) != 0) return give_up("cannot rename the written file into place");
+#endif
+    return success();
+  }
+
+ private:
+  struct Declared {
+    std::string name;
+    DType dtype = DType::f32;
+    std::vector<std::int64_t> shape;  // outermost first
+    std::uint64_t size_bytes = 0;
+  };
+
+  // Header, metadata, tensor infos, padding to the alignment: what precedes the first tensor.
+  std::vector<std::uint8_t> header_bytes() const {
+    std::vector<std::uint8_t> out;
+    out.reserve(4096);
+    detail::store_u32(out, 0x46554747u);  // "GGUF" read as a little-endian u32
+    detail::store_u32(out, version_);
+    detail::store_u64(out, tensors_.size());
+    detail::store_u64(out, metadata_.size());
+    for (const auto& entry : metadata_) {
+      detail::store_string(out, entry.first);
+      detail::store_u32(out, static_cast<std::uint32_t>(entry.second.type));
+      detail::store_value(out, entry.second.type, entry.second);
+    }
+    std::uint64_t offset = 0;
+    for (const Declared& tensor : tensors_) {
+      detail::store_string(out, tensor.name);
+      detail::store_u32(out, static_cast<std::uint32_t>(tensor.shape.size()));
+      for (std::size_t d = tensor.shape.size(); d-- > 0;) detail::store_u64(out, static_cast<std::uint64_t>(tensor.shape[d]));
+      detail::store_u32(out, static_cast<std::uint32_t>(tensor.dtype));
+      detail::store_u64(out, offset);
+      offset = detail::align_up(offset + tensor.size_bytes, alignment_);
+    }
+    out.resize(static_cast<std::size_t>(detail::align_up(out.size(), alignment_)), 0);
+    return out;
+  }
+
+  Error give_up(const char* what) {
+    const int saved = errno;
+    abandon();
+    return fail(ErrorCode::io, path_ + ": " + what + ": " + std::strerror(saved));
+  }
+  void abandon() {
+    if (file_ == nullptr) return;
+    std::fclose(file_);
+    file_ = nullptr;
+    std::remove(temporary_.c_str());
+  }
+
+  std::uint32_t version_ = 3;
+  std::uint32_t alignment_ = detail::default_alignment;
+  std::vector<std::pair<std::string, Value>> metadata_;
+  std::unordered_map<std::string, std::size_t> key_index_;
+  std::vector<Declared> tensors_;
+  std::unordered_map<std::string, std::size_t> tensor_index_;
+  std::string path_;
+  std::string temporary_;
+  std::FILE* file_ = nullptr;
+  std::uint64_t written_ = 0;
+  std::size_t next_tensor_ = 0;
+};
+
+}  // namespace gguf
+}  // namespace lamina
