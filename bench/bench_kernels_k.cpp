@@ -2,7 +2,9 @@
 // the float path (weights dequantized, float activations) on the same weights, for the shapes
 // of a 1B Llama (in 2048, out 2048 and 8192; in 8192, out 2048 for ffn_down).
 //
-// usage: lamina_bench_kernels_k [seconds-per-case (default 0.5)] [arch (default auto)]
+// usage: lamina_bench_bench_kernels_k [seconds-per-case (default 0.5)] [arch (default auto)]
+//   (cmake --build build/gcc-cxx17-release --target lamina_bench_bench_kernels_k; the program is
+//   in build/gcc-cxx17-release/bench/)
 // One line per case:
 //   type=q4_K out=2048 in=2048 tokens=1 threads=1 weights=cold path=int ms=0.123 GB/s=12.3 GMAC/s=45.6
 // GB/s counts the weight bytes read once per call (what bounds decoding); GMAC/s counts

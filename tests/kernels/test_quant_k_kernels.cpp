@@ -242,9 +242,13 @@ TEST_CASE("K-quant kernels: exact integer sums, any row split, many token counts
     const std::vector<const lamina::cpu::CpuKernels*> tables = tables_with_q8_k(type);
     for (const Shape& shape : {Shape{37, 2048}, Shape{67, 256}, Shape{5, 512}}) {
       const std::vector<std::uint8_t> weights = make_weights(type, shape.out, shape.in, 21);
+      // Rows of a memory-mapped GGUF file may be only 2-byte aligned: the kernels read these.
+      std::vector<std::uint8_t> misaligned_bytes(weights.size() + 64);
+      std::uint8_t* misaligned = misaligned_bytes.data() + 2;
+      std::memcpy(misaligned, weights.data(), weights.size());
       const lamina::TensorView weight = lamina::contiguous_view(
-          type, {static_cast<std::int64_t>(shape.out), static_cast<std::int64_t>(shape.in)}, weights.data());
-      for (std::size_t tokens : {1u, 2u, 5u, 8u, 9u, 17u, 64u, 67u}) {
+          type, {static_cast<std::int64_t>(shape.out), static_cast<std::int64_t>(shape.in)}, misaligned);
+      for (std::size_t tokens : {1u, 2u, 3u, 4u, 5u, 8u, 9u, 17u, 64u, 67u}) {
         if (shape.in == 2048 && tokens > 9 && tokens != 67) continue;  // keep the test quick
         const std::vector<float> x = make_activations(tokens, shape.in, 31);
         const std::size_t activation_row_bytes = lamina::cpu::activation_row_bytes(lamina::cpu::ActivationFormat::q8_k, shape.in);
@@ -279,7 +283,7 @@ TEST_CASE("K-quant kernels: exact integer sums, any row split, many token counts
           // Any split of the rows into ranges gives the same bits.
           lamina::cpu::MatmulTask task;
           task.weight_type = type;
-          task.weight = weights.data();
+          task.weight = misaligned;
           task.weight_row_stride = lamina::row_bytes(type, shape.in);
           task.in = shape.in;
           task.activation_format = lamina::cpu::ActivationFormat::q8_k;

@@ -59,6 +59,18 @@
 #  define LAMINA_CPU_TABLE_LINKAGE
 #endif
 
+// Small helpers of the kernels' inner loops, inlined whatever the compiler's size heuristics
+// say (an out-of-line call that passes vectors through memory costs more than the helper).
+#ifndef LAMINA_CPU_INLINE
+#  if defined(__GNUC__) || defined(__clang__)
+#    define LAMINA_CPU_INLINE inline __attribute__((always_inline))
+#  elif defined(_MSC_VER)
+#    define LAMINA_CPU_INLINE __forceinline
+#  else
+#    define LAMINA_CPU_INLINE inline
+#  endif
+#endif
+
 // GCC 12 reports the AVX-512 intrinsics' own _mm512_undefined_*() placeholders as
 // "may be used uninitialized" once they are inlined here (GCC bug 105593); the code is fine.
 #if defined(__GNUC__) && !defined(__clang__)

@@ -18,10 +18,11 @@
 //
 // Three kernels, chosen by instruction set and token count (never by the row range, so results
 // do not depend on how rows are split between threads):
-//   - one token (decoding, bound by memory bandwidth), AVX2 and AVX-512: rows_one_token streams
-//     each weight row once, two rows at a time, with GGML's pattern per vector of codes:
-//     u8 × s8 products summed in pairs (maddubs), then pairs × group scale summed (madd).
-//   - several tokens (prompts, bound by arithmetic), AVX2 and AVX-512: a tile of 8 / 16 rows is
+//   - one token (decoding, bound by memory bandwidth) up to 4, AVX2 and AVX-512: row_tokens
+//     streams each weight row once (with software prefetch) and decodes each block once for
+//     all the tokens, using GGML's pattern per vector of codes: u8 × s8 products summed in
+//     pairs (maddubs), then pairs × group scale summed (madd / dpwssd).
+//   - more tokens (prompts, bound by arithmetic), AVX2 and AVX-512: a tile of 8 / 16 rows is
 //     decoded once into a buffer where each vector holds 4 consecutive codes of every row
 //     ("lanes are rows"), then for each group of tokens every code vector is multiplied with 4
 //     broadcast activation bytes (AVX-512 VNNI dpbusd: 64 multiply-adds in one instruction).
@@ -39,6 +40,16 @@ namespace k_quants {
 #  define LAMINA_K_QUANTS_UNROLL _Pragma("GCC unroll 16")
 #else
 #  define LAMINA_K_QUANTS_UNROLL
+#endif
+
+// Small helpers of the inner loops, to be inlined whatever the compiler's size heuristics say
+// (a call that returns a vector through memory costs more than the helper's own work).
+#if defined(__GNUC__) || defined(__clang__)
+#  define LAMINA_K_QUANTS_INLINE inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#  define LAMINA_K_QUANTS_INLINE __forceinline
+#else
+#  define LAMINA_K_QUANTS_INLINE inline
 #endif
 
 #include "quant_k_formats.inl"
@@ -143,6 +154,7 @@ inline void quantize_block_q8_k(const float* values, std::uint8_t* out) {
 #include "quant_k_kernels.inl"
 
 #undef LAMINA_K_QUANTS_UNROLL
+#undef LAMINA_K_QUANTS_INLINE
 
 }  // namespace k_quants
 

@@ -60,7 +60,7 @@ struct GroupScaleBytes {
 // detail::unpack_scale_min_k4). GGML's unpacking with 32-bit words: bytes 0..3 hold scales 0..3
 // (low 6 bits) and the top bits of scales 4..7, bytes 4..7 the same for minimums, bytes 8..11
 // the low nibbles of scales 4..7 (low) and minimums 4..7 (high).
-inline GroupScaleBytes k4_group_scale_bytes(const std::uint8_t* packed) {
+LAMINA_K_QUANTS_INLINE GroupScaleBytes k4_group_scale_bytes(const std::uint8_t* packed) {
   const std::uint32_t word0 = load_u32(packed), word1 = load_u32(packed + 4), word2 = load_u32(packed + 8);
   const std::uint32_t scales_0_3 = word0 & 0x3f3f3f3fu;
   const std::uint32_t mins_0_3 = word1 & 0x3f3f3f3fu;
@@ -104,7 +104,7 @@ struct Q2KFormat {
   static BitField high_bits(int) { return {0, 0}; }
   static float scale(const std::uint8_t* block) { return half_to_float(load_u16(block + 80)); }
   static float min_scale(const std::uint8_t* block) { return half_to_float(load_u16(block + 82)); }
-  static GroupScaleBytes group_scale_bytes(const std::uint8_t* block) {
+  LAMINA_K_QUANTS_INLINE static GroupScaleBytes group_scale_bytes(const std::uint8_t* block) {
     const __m128i packed = load_128(block), low_nibbles = _mm_set1_epi8(0x0f);
     return {_mm_and_si128(packed, low_nibbles), _mm_and_si128(_mm_srli_epi16(packed, 4), low_nibbles)};
   }
@@ -129,7 +129,7 @@ struct Q3KFormat {
   static float min_scale(const std::uint8_t* block) { return scale(block); }
   // GGML's unpacking: scale k's low nibble is byte k (k < 8) or the high nibble of byte k − 8;
   // its top 2 bits are bits 2(k/4) of byte 8 + k % 4.
-  static GroupScaleBytes group_scale_bytes(const std::uint8_t* block) {
+  LAMINA_K_QUANTS_INLINE static GroupScaleBytes group_scale_bytes(const std::uint8_t* block) {
     const std::uint8_t* packed = block + 96;
     const std::uint32_t word0 = load_u32(packed), word1 = load_u32(packed + 4), top_bits = load_u32(packed + 8);
     const std::uint32_t nibbles = 0x0f0f0f0fu, pairs = 0x03030303u;
@@ -160,7 +160,7 @@ struct Q4KFormat {
   static BitField high_bits(int) { return {0, 0}; }
   static float scale(const std::uint8_t* block) { return half_to_float(load_u16(block)); }
   static float min_scale(const std::uint8_t* block) { return half_to_float(load_u16(block + 2)); }
-  static GroupScaleBytes group_scale_bytes(const std::uint8_t* block) { return k4_group_scale_bytes(block + 4); }
+  LAMINA_K_QUANTS_INLINE static GroupScaleBytes group_scale_bytes(const std::uint8_t* block) { return k4_group_scale_bytes(block + 4); }
 };
 
 // Q5_K, 176 bytes: d, dmin, scales[12], qh[32], qs[128]. Low 4 bits as in Q4_K; bit 4 of value
@@ -179,7 +179,7 @@ struct Q5KFormat {
   static BitField high_bits(int half) { return {16, half}; }
   static float scale(const std::uint8_t* block) { return half_to_float(load_u16(block)); }
   static float min_scale(const std::uint8_t* block) { return half_to_float(load_u16(block + 2)); }
-  static GroupScaleBytes group_scale_bytes(const std::uint8_t* block) { return k4_group_scale_bytes(block + 4); }
+  LAMINA_K_QUANTS_INLINE static GroupScaleBytes group_scale_bytes(const std::uint8_t* block) { return k4_group_scale_bytes(block + 4); }
 };
 
 // Q6_K, 210 bytes: ql[128], qh[64], scales[16] (int8), d. Value 128H + 32p + l takes its low 4
@@ -199,7 +199,7 @@ struct Q6KFormat {
   static BitField high_bits(int half) { return {128 + 32 * (half / 4), 2 * (half % 4)}; }
   static float scale(const std::uint8_t* block) { return half_to_float(load_u16(block + 208)); }
   static float min_scale(const std::uint8_t* block) { return scale(block); }
-  static GroupScaleBytes group_scale_bytes(const std::uint8_t* block) {
+  LAMINA_K_QUANTS_INLINE static GroupScaleBytes group_scale_bytes(const std::uint8_t* block) {
     const __m128i scales = load_128(block + 192);
     return {scales, scales};
   }
@@ -223,7 +223,7 @@ struct IQ4XSFormat {
   static BitField high_bits(int) { return {0, 0}; }
   static float scale(const std::uint8_t* block) { return half_to_float(load_u16(block)); }
   static float min_scale(const std::uint8_t* block) { return scale(block); }
-  static GroupScaleBytes group_scale_bytes(const std::uint8_t* block) {
+  LAMINA_K_QUANTS_INLINE static GroupScaleBytes group_scale_bytes(const std::uint8_t* block) {
     const unsigned high_bits = load_u16(block + 2);
     alignas(16) std::int8_t scales[16];
     for (int k = 0; k < 8; ++k) {
@@ -241,7 +241,7 @@ struct IQ4XSFormat {
 // --- codes in value order ---
 
 // The nibble indices of IQ4_XS as codes (level + 128), one byte each.
-inline __m128i iq4_codes_from_indices(__m128i indices) {
+LAMINA_K_QUANTS_INLINE __m128i iq4_codes_from_indices(__m128i indices) {
 #if LAMINA_CPU_TARGET >= 2
   return _mm_shuffle_epi8(IQ4XSFormat::level_codes(), indices);
 #else
@@ -256,7 +256,7 @@ inline __m128i iq4_codes_from_indices(__m128i indices) {
 
 // Codes of values 16·piece .. 16·piece + 15 (piece = 0..15), any instruction set.
 template <class Format>
-inline __m128i codes_16(const std::uint8_t* block, int piece) {
+LAMINA_K_QUANTS_INLINE __m128i codes_16(const std::uint8_t* block, int piece) {
   const __m128i low_nibbles = _mm_set1_epi8(0x0f);
   if constexpr (Format::nonlinear) {
     const __m128i packed = load_128(block + 8 + 16 * (piece / 2));
@@ -286,7 +286,7 @@ inline __m256i shift_left_16(__m256i x, int count) { return _mm256_sll_epi16(x, 
 
 // Codes of values 32·half .. 32·half + 31 (half = 0..7).
 template <class Format>
-inline __m256i codes_32(const std::uint8_t* block, int half) {
+LAMINA_K_QUANTS_INLINE __m256i codes_32(const std::uint8_t* block, int half) {
   if constexpr (Format::nonlinear) {
     // Sub-block `half`: 16 bytes, low nibbles first, then high nibbles.
     const __m256i packed = _mm256_broadcastsi128_si256(load_128(block + 8 + 16 * half));
@@ -311,7 +311,7 @@ inline __m256i codes_32(const std::uint8_t* block, int half) {
 #if LAMINA_CPU_TARGET == 3
 // The 32-byte fields at `first` (values of the lower half) and `second` (upper half) as one
 // vector: one broadcast when they are the same bytes, one load when they are adjacent.
-inline __m512i load_two_fields(const std::uint8_t* block, int first, int second) {
+LAMINA_K_QUANTS_INLINE __m512i load_two_fields(const std::uint8_t* block, int first, int second) {
   if (first == second) return _mm512_broadcast_i64x4(load_256(block + first));
   if (second == first + 32) return _mm512_loadu_si512(block + first);
   return _mm512_inserti64x4(_mm512_castsi256_si512(load_256(block + first)), load_256(block + second), 1);
@@ -319,7 +319,7 @@ inline __m512i load_two_fields(const std::uint8_t* block, int first, int second)
 
 // Codes of values 64·quarter .. 64·quarter + 63 (quarter = 0..3).
 template <class Format>
-inline __m512i codes_64(const std::uint8_t* block, int quarter) {
+LAMINA_K_QUANTS_INLINE __m512i codes_64(const std::uint8_t* block, int quarter) {
   if constexpr (Format::nonlinear) {
     // Sub-blocks 2·quarter and 2·quarter + 1: 16 bytes each, low nibbles then high nibbles.
     const __m512i packed = _mm512_permutexvar_epi64(_mm512_set_epi64(3, 2, 3, 2, 1, 0, 1, 0),

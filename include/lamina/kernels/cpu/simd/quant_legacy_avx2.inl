@@ -1,5 +1,7 @@
 // lamina/kernels/cpu/simd/quant_legacy_avx2.inl — the AVX2 pieces of the legacy integer
-// kernels. Included only by quant_legacy.inl, inside lamina::cpu::avx2.
+// kernels. Included only by quant_legacy.inl, inside lamina::cpu::avx2. This is the step
+// kernel, for decoding, and for every token count of Q8_0 and IQ4_NL; Q4_0, Q4_1, Q5_0 and Q5_1
+// prompts take the transposed kernel of quant_legacy_avx2_prompt.inl (included at the end).
 //
 // One step is one block, 32 values, in one 256-bit register in natural order (byte i = value i).
 // vpmaddubsw multiplies unsigned bytes by signed bytes and adds pairs into int16 with
@@ -136,9 +138,4 @@ inline float_batch legacy_multiply_add(const LegacyWeightStep& weights, const Le
   return xsimd::fma(float_batch(_mm256_cvtepi32_ps(dot)), weights.scale * token.scale, sum);
 }
 
-// No separate kernel for many tokens here (see quant_legacy_avx512_prompt.inl): the step kernel
-// runs for every token count.
-template <class Format>
-inline bool legacy_prompt_rows(const Format&, const MatmulTask&, std::size_t, std::size_t, float*) {
-  return false;
-}
+#include "quant_legacy_avx2_prompt.inl"

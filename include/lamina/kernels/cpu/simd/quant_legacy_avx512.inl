@@ -1,5 +1,7 @@
 // lamina/kernels/cpu/simd/quant_legacy_avx512.inl — the AVX-512 (VNNI) pieces of the legacy
-// integer kernels. Included only by quant_legacy.inl, inside lamina::cpu::avx512.
+// integer kernels. Included only by quant_legacy.inl, inside lamina::cpu::avx512. This is the
+// step kernel, for decoding and a few tokens; prompts take the transposed kernel of
+// quant_legacy_avx512_prompt.inl (included at the end).
 //
 // One step is two blocks, 64 values, in one 512-bit register in natural order: bytes 0..31 are
 // values 0..31 of block 2p, bytes 32..63 those of block 2p + 1. vpdpbusd multiplies unsigned

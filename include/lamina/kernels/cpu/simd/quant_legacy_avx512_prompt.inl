@@ -17,21 +17,21 @@
 // accumulator's starting value, -Offset * (sum of the token's 32 quants), which is the same
 // for all 16 lanes; the sums are computed once per token and block ("token info").
 
-#ifndef LEGACY_TT
-#define LEGACY_TT 4
-#define LEGACY_SPLIT 1
-#endif
 inline constexpr std::size_t legacy_prompt_group_rows = 16;
-// Below this many tokens the transposition of the weights costs more than it saves.
-inline constexpr std::size_t legacy_prompt_min_tokens = 4;
+// Tokens interleaved in the inner loop (their vpdpbusd chains overlap).
+inline constexpr std::size_t legacy_prompt_tile_tokens = 4;
+// Every format has a transposed kernel here.
+template <class Format>
+inline constexpr bool legacy_prompt_supports = true;
+
+// Below this many tokens the transposition of the weights costs more than it saves (measured:
+// the 4-bit types break even at 4 to 5 tokens, Q5_0/Q5_1 with their fifth bits and Q8_0 with
+// its two transpositions at 6 to 8).
+template <class Format>
+inline constexpr std::size_t legacy_prompt_min_tokens =
+    (Format::weight_type == DType::q5_0 || Format::weight_type == DType::q5_1 || Format::weight_type == DType::q8_0) ? 8 : 5;
 // At most this many tokens per pass over the rows (their sums live in the scratch buffer).
 inline constexpr std::size_t legacy_prompt_max_tokens = 128;
-
-// What the kernel needs of one block of one token, prepared once per pass.
-struct LegacyTokenInfo {
-  std::int32_t correction;  // offset types: -Offset * sum of the 32 quants; Q8_1: the bits of s (float)
-  float scale;              // d_a
-};
 
 // A block of 16 rows, transposed (see above), with the rows' scales and minimums per lane.
 struct LegacyTransposedBlock {
@@ -46,6 +46,24 @@ struct LegacyRowGroup {
   const std::uint8_t* rows[legacy_prompt_group_rows];
   __m512i offsets;  // 32-bit byte offsets from rows[0], for gathers
 };
+
+// The group of `rows` (1..16) rows from `first_row`, `stride` bytes apart.
+inline LegacyRowGroup make_legacy_row_group(const std::uint8_t* first_row, std::size_t stride, std::size_t rows) {
+  LegacyRowGroup group;
+  alignas(64) std::int32_t offsets[legacy_prompt_group_rows];
+  for (std::size_t r = 0; r < legacy_prompt_group_rows; ++r) {
+    const std::size_t source = r < rows ? r : rows - 1;
+    group.rows[r] = first_row + source * stride;
+    offsets[r] = static_cast<std::int32_t>(source * stride);
+  }
+  group.offsets = _mm512_load_si512(offsets);
+  return group;
+}
+
+// y[0 .. rows) = the group's sums (16 floats, 64-byte aligned).
+inline void store_group_sums(float* y, const float* sums, std::size_t rows) {
+  _mm512_mask_storeu_ps(y, _cvtu32_mask16((1u << rows) - 1u), _mm512_load_ps(sums));
+}
 
 // Dword g of the 16 bytes at rows[r] + at, for r = 0..15: out[g] lane r.
 inline void transpose_rows_16x4(const LegacyRowGroup& group, std::size_t at, __m512i (&out)[4]) {
@@ -85,7 +103,7 @@ inline __m512i gather_rows(const LegacyRowGroup& group, std::size_t at) {
 // bytes 4k..4k+3), register k + 4 values 16 + 4k.. (their high nibbles).
 inline void split_transposed_nibbles(const __m512i (&packed)[4], LegacyTransposedBlock& block) {
   const __m512i mask = _mm512_set1_epi8(0x0f);
-  legacy_unroll<4>([&](auto g) {
+  unroll<4>([&](auto g) {
     block.codes[g] = _mm512_and_si512(packed[g], mask);
     block.codes[g + 4] = _mm512_and_si512(_mm512_srli_epi32(packed[g], 4), mask);
   });
@@ -112,9 +130,6 @@ inline void add_transposed_fifth_bits(__m512i bits, LegacyTransposedBlock& block
 }
 
 // --- the formats' transposed loads: block `block` of the group's 16 rows ---
-
-template <class Format>
-inline void load_transposed_block(const Format&, const LegacyRowGroup& group, std::size_t block, LegacyTransposedBlock& out);
 
 // Q4_0 [F16 d][16 nibble bytes]
 inline void load_transposed_block(const LegacyQ4_0&, const LegacyRowGroup& group, std::size_t block, LegacyTransposedBlock& out) {
@@ -183,25 +198,68 @@ inline void load_transposed_block(const LegacyQ8_0&, const LegacyRowGroup& group
 }
 
 // --- token info ---
+//
+// Per token and block: the accumulator's starting value (offset types: -Offset * sum of the 32
+// quants; Q8_1: the float s for the minimum term, as bits) and the scale d_a, in two arrays
+// [token][block].
 
-// info[b] for the `block_count` Q8_0 / Q8_1 blocks of one token.
+// -Offset * (sum of the 32 quants) for 8 consecutive Q8_0 blocks at `blocks`: vpsadbw adds 8
+// unsigned bytes (the quants with their sign bit flipped, so each is q + 128), two adds and a
+// shuffle finish each block's sum, and the 32 * 128 of the flipped bits comes back out.
+template <int Offset>
+inline __m256i offset_corrections_8(const std::uint8_t* blocks) {
+  constexpr int block_bytes = 34, quants_at = 2;
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  __m512i sums[4];  // sums[j]: 64-bit lanes 0..3 partial sums of block 2j, 4..7 of block 2j + 1
+  for (int j = 0; j < 4; ++j) {
+    const std::uint8_t* first = blocks + (2 * j) * block_bytes + quants_at;
+    const __m512i pair = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(first))),
+                                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(first + block_bytes)), 1);
+    sums[j] = _mm512_sad_epu8(_mm512_xor_si512(pair, flip), _mm512_setzero_si512());
+  }
+  // 128-bit lanes of `low`: [b0 half 1, b2 half 1], [b0 half 2, b2 half 2], [b1 .., b3 ..],
+  // [b1 .., b3 ..] (64-bit sums); `high` the same for b4..b7.
+  const __m512i low = _mm512_add_epi64(_mm512_unpacklo_epi64(sums[0], sums[1]), _mm512_unpackhi_epi64(sums[0], sums[1]));
+  const __m512i high = _mm512_add_epi64(_mm512_unpacklo_epi64(sums[2], sums[3]), _mm512_unpackhi_epi64(sums[2], sums[3]));
+  // [b0, b2, b1, b3, b4, b6, b5, b7] as 64-bit sums of q + 128.
+  const __m512i whole = _mm512_add_epi64(_mm512_shuffle_i64x2(low, high, _MM_SHUFFLE(2, 0, 2, 0)),
+                                         _mm512_shuffle_i64x2(low, high, _MM_SHUFFLE(3, 1, 3, 1)));
+  const __m256i ordered = _mm256_permutevar8x32_epi32(_mm512_cvtepi64_epi32(whole), _mm256_setr_epi32(0, 2, 1, 3, 4, 6, 5, 7));
+  // -Offset * (sum - 32 * 128) = (32 * 128 - sum) * Offset, Offset a power of two
+  static_assert(Offset == 8 || Offset == 16 || Offset == 128, "the legacy offsets");
+  constexpr int shift = Offset == 8 ? 3 : (Offset == 16 ? 4 : 7);
+  return _mm256_slli_epi32(_mm256_sub_epi32(_mm256_set1_epi32(32 * 128), ordered), shift);
+}
+
+// The token info of the `block_count` Q8_0 / Q8_1 blocks of one token.
 template <class Format>
-inline void prepare_token_info(const std::uint8_t* blocks, std::size_t block_count, LegacyTokenInfo* info) {
+inline void prepare_token_info(const std::uint8_t* blocks, std::size_t block_count, std::int32_t* corrections, float* scales) {
   constexpr std::size_t block_bytes = Format::activation_block_bytes;
-  for (std::size_t block = 0; block < block_count; ++block) {
-    const std::uint8_t* bytes = blocks + block * block_bytes;
-    info[block].scale = _cvtsh_ss(read_u16(bytes));
+  // Each block's first 32-bit word holds d_a (low half) and, for Q8_1, s (high half).
+  const __m512i block_offsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                   _mm512_set1_epi32(static_cast<int>(block_bytes)));
+  for (std::size_t block = 0; block < block_count; block += 16) {
+    const std::size_t count = block_count - block < 16 ? block_count - block : 16;
+    const __mmask16 valid = _cvtu32_mask16((1u << count) - 1u);
+    const __m512i headers = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid, block_offsets, blocks + block * block_bytes, 1);
+    _mm512_mask_storeu_ps(scales + block, valid, low_halves_to_float(headers));
     if constexpr (Format::has_minimum) {
-      const float scaled_sum = _cvtsh_ss(read_u16(bytes + 2));
-      std::memcpy(&info[block].correction, &scaled_sum, 4);
-    } else {
-      // Sum of the 32 quants: as unsigned bytes (flipped sign bit) through vpsadbw, minus 32 * 128.
-      const __m256i flipped = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bytes + 2)),
+      _mm512_mask_storeu_ps(corrections + block, valid, high_halves_to_float(headers));
+    }
+  }
+  if constexpr (!Format::has_minimum) {
+    std::size_t block = 0;
+    for (; block + 8 <= block_count; block += 8) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(corrections + block),
+                          offset_corrections_8<Format::code_offset>(blocks + block * block_bytes));
+    }
+    for (; block < block_count; ++block) {
+      const __m256i flipped = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blocks + block * block_bytes + 2)),
                                                _mm256_set1_epi8(static_cast<char>(0x80)));
       const __m256i partial = _mm256_sad_epu8(flipped, _mm256_setzero_si256());  // 4 x 64-bit
       __m128i sum = _mm_add_epi64(_mm256_castsi256_si128(partial), _mm256_extracti128_si256(partial, 1));
       sum = _mm_add_epi64(sum, _mm_unpackhi_epi64(sum, sum));
-      info[block].correction = -Format::code_offset * (_mm_cvtsi128_si32(sum) - 32 * 128);
+      corrections[block] = (32 * 128 - _mm_cvtsi128_si32(sum)) * Format::code_offset;
     }
   }
 }
@@ -209,104 +267,35 @@ inline void prepare_token_info(const std::uint8_t* blocks, std::size_t block_cou
 // --- the kernel ---
 
 // sums[16 t .. 16 t + 15] += the block's products with tokens t = 0 .. Tokens - 1, whose quants
-// start at quants + t * quants_stride and whose info is info[t * info_stride].
+// start at quants + t * quants_stride and whose token info is corrections[t * info_stride],
+// scales[t * info_stride].
 template <class Format, std::size_t Tokens>
 inline void multiply_transposed_block(const LegacyTransposedBlock& weights, const std::uint8_t* quants, std::size_t quants_stride,
-                                      const LegacyTokenInfo* info, std::size_t info_stride, float* sums) {
-  __m512i dots[Tokens];
-#if LEGACY_SPLIT
-  __m512i second_dots[Tokens];
-#endif
-  legacy_unroll<Tokens>([&](auto t) {
-    dots[t] = Format::has_minimum ? _mm512_setzero_si512() : _mm512_set1_epi32(info[t * info_stride].correction);
-#if LEGACY_SPLIT
+                                      const std::int32_t* corrections, const float* scales, std::size_t info_stride, float* sums) {
+  // Each token's 8 vpdpbusd run as two chains of 4 (values 0..15 and 16..31), added at the end:
+  // shorter dependency chains keep both multiply pipes busy.
+  __m512i dots[Tokens], second_dots[Tokens];
+  unroll<Tokens>([&](auto t) {
+    dots[t] = Format::has_minimum ? _mm512_setzero_si512() : _mm512_set1_epi32(corrections[t * info_stride]);
     second_dots[t] = _mm512_setzero_si512();
-#endif
   });
-#if LEGACY_SPLIT
-  legacy_unroll<4>([&](auto k) {
-    legacy_unroll<Tokens>([&](auto t) {
-      const std::uint8_t* four = quants + t * quants_stride + 4 * k;  // activation bytes 4k .. 4k + 3
+  unroll<4>([&](auto k) {
+    unroll<Tokens>([&](auto t) {
+      const std::uint8_t* four = quants + t * quants_stride + 4 * k;  // activation bytes 4k .. 4k + 3, and 16 on
       dots[t] = _mm512_dpbusd_epi32(dots[t], weights.codes[k], _mm512_set1_epi32(static_cast<int>(read_u32(four))));
       second_dots[t] = _mm512_dpbusd_epi32(second_dots[t], weights.codes[k + 4], _mm512_set1_epi32(static_cast<int>(read_u32(four + 16))));
     });
   });
-  legacy_unroll<Tokens>([&](auto t) { dots[t] = _mm512_add_epi32(dots[t], second_dots[t]); });
-#else
-  legacy_unroll<8>([&](auto k) {
-    legacy_unroll<Tokens>([&](auto t) {
-      const std::uint8_t* four = quants + t * quants_stride + 4 * k;  // activation bytes 4k .. 4k + 3
-      dots[t] = _mm512_dpbusd_epi32(dots[t], weights.codes[k], _mm512_set1_epi32(static_cast<int>(read_u32(four))));
-    });
-  });
-#endif
-  legacy_unroll<Tokens>([&](auto t) {
-    float_batch sum = float_batch::load_aligned(sums + 16 * t);
+  unroll<Tokens>([&](auto t) { dots[t] = _mm512_add_epi32(dots[t], second_dots[t]); });
+  unroll<Tokens>([&](auto t) {
+    float_batch sum = float_batch::load_aligned(sums + legacy_prompt_group_rows * t);
     if constexpr (Format::has_minimum) {
       float scaled_sum;
-      std::memcpy(&scaled_sum, &info[t * info_stride].correction, 4);
+      std::memcpy(&scaled_sum, corrections + t * info_stride, 4);
       sum = xsimd::fma(weights.minimum, float_batch(scaled_sum), sum);
     }
-    sum = xsimd::fma(float_batch(_mm512_cvtepi32_ps(dots[t])), weights.scale * float_batch(info[t * info_stride].scale), sum);
-    sum.store_aligned(sums + 16 * t);
+    sum = xsimd::fma(float_batch(_mm512_cvtepi32_ps(dots[t])), weights.scale * float_batch(scales[t * info_stride]), sum);
+    sum.store_aligned(sums + legacy_prompt_group_rows * t);
   });
 }
 
-// Rows [row_begin, row_end) of `task` with the transposed kernel; false when it does not apply
-// (too few tokens).
-template <class Format>
-inline bool legacy_prompt_rows(const Format& format, const MatmulTask& task, std::size_t row_begin, std::size_t row_end, float* scratch) {
-  if (task.token_count < legacy_prompt_min_tokens) return false;
-  const std::size_t block_count = task.in / 32;
-  // Scratch (8 * in + 64 floats, see quant_legacy.inl): per token 16 float sums (64 bytes,
-  // 64-byte aligned) and block_count LegacyTokenInfo.
-  const std::uintptr_t address = reinterpret_cast<std::uintptr_t>(scratch);
-  std::uint8_t* aligned = reinterpret_cast<std::uint8_t*>(scratch) + ((64 - address % 64) % 64);
-  const std::size_t usable_bytes = (8 * task.in + 64) * sizeof(float) - 64;
-  std::size_t token_block = usable_bytes / (64 + block_count * sizeof(LegacyTokenInfo));
-  if (token_block > legacy_prompt_max_tokens) token_block = legacy_prompt_max_tokens;
-  float* sums = reinterpret_cast<float*>(aligned);
-  LegacyTokenInfo* info = reinterpret_cast<LegacyTokenInfo*>(aligned + token_block * 64);
-
-  for (std::size_t first_token = 0; first_token < task.token_count; first_token += token_block) {
-    const std::size_t tokens = task.token_count - first_token < token_block ? task.token_count - first_token : token_block;
-    for (std::size_t t = 0; t < tokens; ++t) {
-      prepare_token_info<Format>(task.activations + (first_token + t) * task.activation_row_stride, block_count, info + t * block_count);
-    }
-    for (std::size_t row = row_begin; row < row_end; row += legacy_prompt_group_rows) {
-      const std::size_t rows = row_end - row < legacy_prompt_group_rows ? row_end - row : legacy_prompt_group_rows;
-      LegacyRowGroup group;
-      alignas(64) std::int32_t offsets[legacy_prompt_group_rows];
-      for (std::size_t r = 0; r < legacy_prompt_group_rows; ++r) {
-        const std::size_t source = r < rows ? r : rows - 1;
-        group.rows[r] = task.weight + (row + source) * task.weight_row_stride;
-        offsets[r] = static_cast<std::int32_t>(source * task.weight_row_stride);
-      }
-      group.offsets = _mm512_load_si512(offsets);
-      for (std::size_t t = 0; t < tokens; ++t) float_batch(0.0f).store_aligned(sums + 16 * t);
-
-      for (std::size_t block = 0; block < block_count; ++block) {
-        LegacyTransposedBlock weights;
-        load_transposed_block(format, group, block, weights);
-        const std::size_t stride = task.activation_row_stride;
-        const std::uint8_t* quants =
-            task.activations + first_token * stride + block * Format::activation_block_bytes + Format::activation_quants_at;
-        const LegacyTokenInfo* token_info = info + block;
-        float* token_sums = sums;
-        std::size_t t = 0;
-        for (; t + LEGACY_TT <= tokens; t += LEGACY_TT, quants += LEGACY_TT * stride, token_info += LEGACY_TT * block_count, token_sums += LEGACY_TT * 16) {
-          multiply_transposed_block<Format, LEGACY_TT>(weights, quants, stride, token_info, block_count, token_sums);
-        }
-        for (; t < tokens; ++t, quants += stride, token_info += block_count, token_sums += 16) {
-          multiply_transposed_block<Format, 1>(weights, quants, stride, token_info, block_count, token_sums);
-        }
-      }
-
-      const __mmask16 valid = _cvtu32_mask16((1u << rows) - 1u);
-      for (std::size_t t = 0; t < tokens; ++t) {
-        _mm512_mask_storeu_ps(task.y + (first_token + t) * task.y_row_stride + row, valid, _mm512_load_ps(sums + 16 * t));
-      }
-    }
-  }
-  return true;
-}

@@ -180,9 +180,3 @@ inline float_batch legacy_multiply_add(const LegacyWeightStep& weights, const Le
   return xsimd::fma(float_batch(_mm_cvtepi32_ps(dot)), weights.scale * token.scale, sum);
 }
 
-// No separate kernel for many tokens here (see quant_legacy_avx512_prompt.inl): the step kernel
-// runs for every token count.
-template <class Format>
-inline bool legacy_prompt_rows(const Format&, const MatmulTask&, std::size_t, std::size_t, float*) {
-  return false;
-}

@@ -8,6 +8,32 @@
 using float_batch = xsimd::batch<float, simd_arch>;
 inline constexpr std::size_t float_lanes = float_batch::size;
 
+// unroll<Count>(body) calls body(UnrollIndex<i>()) for i = 0 .. Count - 1, unrolled at
+// compile time. The loops over a tile's rows, tokens and registers use it so that accumulators
+// and unpacked rows live in registers: compilers at -O2 keep such loops rolled, and the small
+// arrays they index in memory (2x slower).
+template <std::size_t Index>
+struct UnrollIndex {
+  constexpr operator std::size_t() const { return Index; }
+};
+template <std::size_t Index, std::size_t Count>
+struct Unroller {
+  template <class Body>
+  LAMINA_CPU_INLINE static void run(Body& body) {
+    body(UnrollIndex<Index>());
+    Unroller<Index + 1, Count>::run(body);
+  }
+};
+template <std::size_t Count>
+struct Unroller<Count, Count> {
+  template <class Body>
+  LAMINA_CPU_INLINE static void run(Body&) {}
+};
+template <std::size_t Count, class Body>
+LAMINA_CPU_INLINE void unroll(Body&& body) {
+  Unroller<0, Count>::run(body);
+}
+
 // sum_i a[i] * b[i] with four independent vector accumulators (hides the FMA latency); the
 // order of the additions is fixed, so the result is reproducible.
 inline float dot(const float* a, const float* b, std::size_t count) {
