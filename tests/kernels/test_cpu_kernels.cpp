@@ -110,51 +110,57 @@ TEST_CASE("matrix products agree with the scalar reference for every weight type
                                  lamina::DType::q6_k, lamina::DType::iq4_nl, lamina::DType::iq4_xs};
   for (lamina::DType type : types) {
     const std::size_t block = lamina::dtype_traits(type).block_size;
-    const std::size_t in = block == 256 ? 512 : (block == 32 ? 96 : 83);  // 83: an odd width for float types
-    for (std::size_t out : {1u, 37u}) {
-      // Quantize random weights the reference way.
-      const std::vector<float> weight_values = random_floats(out * in, 11);
-      std::vector<std::uint8_t> weight_bytes(out * lamina::row_bytes(type, in));
-      for (std::size_t o = 0; o < out; ++o) {
-        REQUIRE(lamina::quant::quantize_row(type, weight_values.data() + o * in,
-                                            weight_bytes.data() + o * lamina::row_bytes(type, in), in).ok());
-      }
-      const lamina::TensorView weight = lamina::contiguous_view(type, {static_cast<std::int64_t>(out), static_cast<std::int64_t>(in)},
-                                                                weight_bytes.data());
-      for (std::size_t tokens : {1u, 3u, 17u}) {
-        const std::vector<float> x = random_floats(tokens * in, 12);
-        std::vector<float> expected(tokens * out), row(in);
-        lamina::reference::matmul(weight, x.data(), expected.data(), tokens, row.data());
-        // Tolerance: float kernels differ by rounding; 8-bit activations (as GGML uses them)
-        // add up to about 1/254 of each product's magnitude.
-        std::vector<double> magnitude(tokens * out, 0.0);
-        for (std::size_t t = 0; t < tokens; ++t) {
-          for (std::size_t o = 0; o < out; ++o) {
-            row.assign(in, 0.0f);
-            lamina::reference::row_to_f32(type, weight.row(static_cast<std::int64_t>(o)), row.data(), in);
-            for (std::size_t i = 0; i < in; ++i) magnitude[t * out + o] += std::fabs(static_cast<double>(row[i]) * x[t * in + i]);
-          }
+    // Float types also run a wide case: 70 rows in two chunks of 35 (a full 32-row panel and a
+    // short one), 784 = 3 x 256 + 16 columns (several k-blocks and a short one).
+    const bool float_type = block == 1;
+    for (std::size_t in : {block == 256 ? 512u : (block == 32 ? 96u : 83u), float_type ? 784u : 0u}) {  // 83: an odd width
+      if (in == 0) continue;
+      for (std::size_t out : {1u, 37u, float_type && in > 256 ? 70u : 0u}) {
+        if (out == 0) continue;
+        // Quantize random weights the reference way.
+        const std::vector<float> weight_values = random_floats(out * in, 11);
+        std::vector<std::uint8_t> weight_bytes(out * lamina::row_bytes(type, in));
+        for (std::size_t o = 0; o < out; ++o) {
+          REQUIRE(lamina::quant::quantize_row(type, weight_values.data() + o * in,
+                                              weight_bytes.data() + o * lamina::row_bytes(type, in), in).ok());
         }
-        for (const lamina::cpu::CpuKernels* kernels : available_tables()) {
-          const std::string arch = lamina::cpu_arch_name(kernels->arch);
-    CAPTURE(arch);
-          const std::string type_name = lamina::dtype_name(type);
-          CAPTURE(type_name);
-          CAPTURE(out);
-          CAPTURE(tokens);
-          const bool float_activations = kernels->activation_format(type) == lamina::cpu::ActivationFormat::f32;
-          lamina::cpu::MatmulWorkspace workspace(in, tokens);
-          std::vector<float> first;
-          for (std::size_t threads : {1u, 2u, 3u}) {
-            lamina::ThreadPool pool(threads);
-            std::vector<float> got(tokens * out, -12345.0f);
-            lamina::cpu::matmul(pool, *kernels, weight, x.data(), got.data(), tokens, workspace);
-            for (std::size_t i = 0; i < got.size(); ++i) {
-              const double tolerance = float_activations ? 1e-5 * (1 + magnitude[i]) : 1e-2 * magnitude[i] + 1e-4;
-              REQUIRE(std::fabs(got[i] - expected[i]) <= tolerance);
+        const lamina::TensorView weight = lamina::contiguous_view(type, {static_cast<std::int64_t>(out), static_cast<std::int64_t>(in)},
+                                                                  weight_bytes.data());
+        for (std::size_t tokens : {1u, 3u, 17u}) {
+          const std::vector<float> x = random_floats(tokens * in, 12);
+          std::vector<float> expected(tokens * out), row(in);
+          lamina::reference::matmul(weight, x.data(), expected.data(), tokens, row.data());
+          // Tolerance: float kernels differ by rounding; 8-bit activations (as GGML uses them)
+          // add up to about 1/254 of each product's magnitude.
+          std::vector<double> magnitude(tokens * out, 0.0);
+          for (std::size_t t = 0; t < tokens; ++t) {
+            for (std::size_t o = 0; o < out; ++o) {
+              row.assign(in, 0.0f);
+              lamina::reference::row_to_f32(type, weight.row(static_cast<std::int64_t>(o)), row.data(), in);
+              for (std::size_t i = 0; i < in; ++i) magnitude[t * out + o] += std::fabs(static_cast<double>(row[i]) * x[t * in + i]);
             }
-            if (first.empty()) first = got;
-            REQUIRE(got == first);  // bit-identical whatever the thread count
+          }
+          for (const lamina::cpu::CpuKernels* kernels : available_tables()) {
+            const std::string arch = lamina::cpu_arch_name(kernels->arch);
+      CAPTURE(arch);
+            const std::string type_name = lamina::dtype_name(type);
+            CAPTURE(type_name);
+            CAPTURE(out);
+            CAPTURE(tokens);
+            const bool float_activations = kernels->activation_format(type) == lamina::cpu::ActivationFormat::f32;
+            lamina::cpu::MatmulWorkspace workspace(in, tokens, out == 70 ? 2 : lamina::cpu::max_parallel_chunks);
+            std::vector<float> first;
+            for (std::size_t threads : {1u, 2u, 3u}) {
+              lamina::ThreadPool pool(threads);
+              std::vector<float> got(tokens * out, -12345.0f);
+              lamina::cpu::matmul(pool, *kernels, weight, x.data(), got.data(), tokens, workspace);
+              for (std::size_t i = 0; i < got.size(); ++i) {
+                const double tolerance = float_activations ? 1e-5 * (1 + magnitude[i]) : 1e-2 * magnitude[i] + 1e-4;
+                REQUIRE(std::fabs(got[i] - expected[i]) <= tolerance);
+              }
+              if (first.empty()) first = got;
+              REQUIRE(got == first);  // bit-identical whatever the thread count
+            }
           }
         }
       }

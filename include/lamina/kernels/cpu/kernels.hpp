@@ -66,9 +66,9 @@ struct MatmulTask {
 };
 
 // Floats of scratch one matmul_rows call may use (per parallel chunk): room for a block of
-// weight rows converted to float, so prompts read each weight once.
+// weight rows converted to float plus one more row, so prompts read each weight once.
 inline constexpr std::size_t matmul_scratch_rows = 32;
-inline std::size_t matmul_scratch_floats(std::size_t in) { return matmul_scratch_rows * in + 64; }
+inline std::size_t matmul_scratch_floats(std::size_t in) { return (matmul_scratch_rows + 1) * in + 64; }
 
 // Attention of the query heads that share one key/value head (grouped-query attention) over
 // the cache cells one token sees:
