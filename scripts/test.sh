@@ -14,6 +14,7 @@
 #   fuzz                      builds fuzz/*.cpp with libFuzzer (clang) and runs each briefly
 #   check-logits              ../shared/tools/check_all.sh on build/gcc-cxx17-release/examples/cli/lamina
 #   check-tokenize            the same for the tokenizer cases
+#   check-lora                the same for the LoRA cases (GGUF and PEFT forms of each adapter)
 # Every step runs even when an earlier one failed. The last line printed is "N passed, M failed"
 # (N, M count steps); the exit status is non-zero when any step failed. Logs: build/logs/STEP.log.
 #
@@ -27,7 +28,7 @@ cd "$root" || exit 1
 
 all_steps=(deps gcc-cxx17-release clang-cxx20-asan gcc-cxx20-noexcept
            package-find-package package-add-subdirectory package-fetchcontent
-           meson meson-subproject fuzz check-logits check-tokenize)
+           meson meson-subproject fuzz check-logits check-tokenize check-lora)
 if [ "${1:-}" = "--list" ]; then
   printf '%s\n' "${all_steps[@]}"
   exit 0
@@ -210,6 +211,7 @@ check_cases() {  # logits | tokenize | lora | all
 
 step_check_logits() { check_cases logits; }
 step_check_tokenize() { check_cases tokenize; }
+step_check_lora() { check_cases lora; }
 
 # ---------------------------------------------------------------------------------------------
 # Run the steps

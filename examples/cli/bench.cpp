@@ -61,8 +61,6 @@ int run_bench(int argc, char** argv) {
   if (!arguments) return report(arguments.error());
   if (arguments->has("--help")) return print_help(usage, options), 0;
   if (!arguments->get("--model")) return report(usage_error(std::string("missing -m MODEL; usage: ") + usage));
-  lamina::Result<void> no_lora = reject_lora(*arguments);
-  if (!no_lora) return report(no_lora.error());
 
   lamina::BenchOptions bench;
   struct CountOption { const char* name; std::uint32_t* target; long long minimum; long long maximum; };
@@ -113,6 +111,13 @@ int run_bench(int argc, char** argv) {
     parameters += elements;
   }
   std::fprintf(stderr, "lamina bench: %s loaded in %.2f s\n", path.c_str(), load_seconds);
+  lamina::Result<lamina::AdapterStack> adapters = load_lora_stack(*arguments, **model);
+  if (!adapters) return report(adapters.error());
+  bench.adapters = std::move(*adapters);
+  for (const lamina::AdapterStackEntry& entry : bench.adapters) {
+    std::fprintf(stderr, "lamina bench: adapter %s (scale %g, max rank %u, %zu matrices)\n", entry.adapter->name().c_str(),
+                 static_cast<double>(entry.scale), entry.adapter->max_rank(), entry.adapter->active_module_count());
+  }
 
   bench.on_run = [&](const char* test, std::uint32_t run) {
     const std::uint32_t tokens = std::string(test) == "pp" ? bench.prompt_tokens : bench.generated_tokens;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <lamina/lamina.hpp>
+#include <lamina/adapters/peft.hpp>
 
 #include <cerrno>
 #include <cmath>
@@ -162,11 +163,48 @@ inline const Option model_option{"--model", "-m", true, "GGUF model file"};
 inline const Option lora_option{"--lora", nullptr, true, "LoRA adapter PATH[:SCALE] (repeatable)"};
 inline const Option threads_option{"--threads", "-t", true, "threads (default: all cores)"};
 
-inline lamina::Result<void> reject_lora(const ParsedArguments& arguments) {
-  if (arguments.has("--lora")) {
-    return lamina::fail(lamina::ErrorCode::unsupported, "--lora: LoRA adapters are not supported yet in this version");
+// One --lora value: PATH[:SCALE] (SCALE defaults to 1 and may be negative). A suffix after the
+// last ':' that is not a number belongs to the path.
+struct LoraArgument {
+  std::string path;
+  float scale = 1.0f;
+};
+inline lamina::Result<LoraArgument> parse_lora_argument(const std::string& text) {
+  LoraArgument argument{text, 1.0f};
+  const std::size_t colon = text.rfind(':');
+  if (colon != std::string::npos && colon + 1 < text.size()) {
+    const std::string suffix = text.substr(colon + 1);
+    char* end = nullptr;
+    errno = 0;
+    const double scale = std::strtod(suffix.c_str(), &end);
+    if (end != nullptr && *end == '\0' && end != suffix.c_str()) {
+      if (errno != 0 || !std::isfinite(scale) || std::fabs(scale) > 1e6) return usage_error("--lora " + text + ": the scale is out of range");
+      argument.path = text.substr(0, colon);
+      argument.scale = static_cast<float>(scale);
+    }
   }
-  return lamina::success();
+  if (argument.path.empty()) return usage_error("--lora needs PATH[:SCALE]");
+  return argument;
+}
+
+// Loads every --lora of the command line against `model`, in order (loading each file once).
+inline lamina::Result<lamina::AdapterStack> load_lora_stack(const ParsedArguments& arguments, const lamina::Model& model) {
+  lamina::AdapterStack stack;
+  std::vector<std::pair<std::string, std::shared_ptr<const lamina::LoraAdapter>>> loaded;
+  for (const std::string& text : arguments.all("--lora")) {
+    lamina::Result<LoraArgument> argument = parse_lora_argument(text);
+    if (!argument) return argument.take_error();
+    std::shared_ptr<const lamina::LoraAdapter> adapter;
+    for (const auto& entry : loaded) if (entry.first == argument->path) adapter = entry.second;
+    if (adapter == nullptr) {
+      lamina::Result<std::shared_ptr<const lamina::LoraAdapter>> read = lamina::peft::load_adapter(model, argument->path);
+      if (!read) return read.take_error();
+      adapter = *read;
+      loaded.emplace_back(argument->path, adapter);
+    }
+    stack.push_back({adapter, argument->scale});
+  }
+  return stack;
 }
 
 // --threads N (1..1024), or 0 ("all cores") when absent.

@@ -40,8 +40,6 @@ int run_logits(int argc, char** argv) {
   if (!arguments->get("--model") || !arguments->get("--tokens") || !arguments->get("--output")) {
     return report(usage_error(std::string("missing option; usage: ") + usage));
   }
-  lamina::Result<void> no_lora = reject_lora(*arguments);
-  if (!no_lora) return report(no_lora.error());
   lamina::Result<std::vector<lamina::Token>> tokens = parse_token_list(*arguments->get("--tokens"));
   if (!tokens) return report(tokens.error());
   lamina::SessionParams params;
@@ -60,6 +58,10 @@ int run_logits(int argc, char** argv) {
   params.logits_for_every_token = true;
   lamina::Result<lamina::Session> session = lamina::Session::create(*model, params);
   if (!session) return report(session.error());
+  lamina::Result<lamina::AdapterStack> adapters = load_lora_stack(*arguments, **model);
+  if (!adapters) return report(adapters.error());
+  lamina::Result<void> stacked = session->set_adapters(std::move(*adapters));
+  if (!stacked) return report(stacked.error());
   std::vector<float> logits(tokens->size() * vocab);
   lamina::Result<void> fed = session->feed(tokens->data(), tokens->size(), 0, logits.data());
   if (!fed) return report(fed.error());
@@ -102,9 +104,6 @@ int run_generate(int argc, char** argv) {
   if (arguments->has("--prompt") == arguments->has("--tokens")) {
     return report(usage_error("give exactly one of --prompt and --tokens"));
   }
-  lamina::Result<void> no_lora = reject_lora(*arguments);
-  if (!no_lora) return report(no_lora.error());
-
   lamina::SessionParams params;
   long long n_predict = 64;
   struct FloatOption { const char* name; float* target; double minimum; double maximum; };
@@ -170,6 +169,10 @@ int run_generate(int argc, char** argv) {
   }
   lamina::Result<lamina::Session> session = lamina::Session::create(*model, params);
   if (!session) return report(session.error());
+  lamina::Result<lamina::AdapterStack> adapters = load_lora_stack(*arguments, **model);
+  if (!adapters) return report(adapters.error());
+  lamina::Result<void> stacked = session->set_adapters(std::move(*adapters));
+  if (!stacked) return report(stacked.error());
 
   // Echo the prompt, then stream each token's text as soon as it is sampled.
   if (arguments->has("--prompt")) std::fputs(arguments->get("--prompt")->c_str(), stdout);

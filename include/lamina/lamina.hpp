@@ -9,6 +9,8 @@
 //   kernels/  the scalar reference of every op, and the CPU kernels
 //   model/    hyperparameters, KV cache, the Llama-family forward pass
 //   text/     tokenizers (SentencePiece-style and byte-level BPE) and sampling
+//   adapters/ LoRA adapters: GGUF loading, per-sequence stacks, merging (PEFT directories:
+//             <lamina/adapters/peft.hpp>, which needs nlohmann/json)
 //   session   Model (shared, immutable) and Session (KV cache + sampler, one step per call)
 #pragma once
 
@@ -29,6 +31,9 @@
 #include "kernels/reference.hpp"
 
 #include "quant/quant.hpp"
+
+#include "adapters/lora.hpp"
+#include "adapters/lora_load.hpp"
 
 #include "model/hparams.hpp"
 #include "model/kv_cache.hpp"

@@ -14,6 +14,8 @@
 // only the work it was asked for, so a game can advance generation a few tokens per frame.
 #pragma once
 
+#include "adapters/lora.hpp"
+#include "adapters/lora_load.hpp"
 #include "core/executor.hpp"
 #include "core/result.hpp"
 #include "io/gguf.hpp"
@@ -24,6 +26,7 @@
 #include "text/tokenizer.hpp"
 
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -94,7 +97,14 @@ struct SessionParams {
   SamplerParams sampling;             // each sequence gets a sampler with these settings
   DType kv_cache_type = DType::f16;   // f16 (default) or f32
   CpuArch cpu_arch = CpuArch::automatic;  // force a lower instruction set (tests, comparisons)
+  std::uint32_t max_lora_rank = 256;  // largest adapter rank the session's stacks accept (sizes scratch)
 };
+
+// Reads a LoRA adapter in llama.cpp's GGUF format and checks it against `model`. (PEFT
+// directories: lamina::peft::load_adapter in <lamina/adapters/peft.hpp>.)
+inline Result<std::shared_ptr<const LoraAdapter>> load_gguf_adapter(const Model& model, const std::string& path) {
+  return load_gguf_adapter(path, model.hparams(), model.weights());
+}
 
 class Session {
  public:
@@ -133,6 +143,7 @@ class Session {
       if (!sampler) return sampler.take_error();
       session.samplers_.push_back(std::move(*sampler));
     }
+    session.stacks_.resize(params.sequence_count);
     session.last_logits_.assign(static_cast<std::size_t>(params.sequence_count) * hparams.vocab_size, 0.0f);
     session.has_last_logits_.assign(params.sequence_count, 0);
     session.batch_.tokens.reserve(params.batch_size);
@@ -152,7 +163,16 @@ class Session {
   // --- low level: one forward pass over tokens of any sequences -------------------------------
   // Logits of the tokens flagged in batch.want_logits are then output_logits(0 .. n-1), in batch order.
   Result<void> decode(const Batch& batch) {
-    LAMINA_TRY(forward(model_->hparams(), model_->weights(), batch, cache_, buffers_, executor(), params_.sequence_count, *kernels_));
+    const ModelWeights& weights = merged_ != nullptr ? merged_->weights : model_->weights();
+    LoraBatch* lora = nullptr;
+    if (any_stack_active_ && batch.sequences.size() <= lora_.max_tokens()) {
+      const bool grouped = lora_.group(batch.sequences.data(), batch.sequences.size(), [&](SequenceId sequence) -> const AdapterStack* {
+        if (sequence < 0 || static_cast<std::uint32_t>(sequence) >= params_.sequence_count) return nullptr;  // forward reports it
+        return &stacks_[static_cast<std::size_t>(sequence)];
+      });
+      if (grouped) lora = &lora_;
+    }
+    LAMINA_TRY(forward(model_->hparams(), weights, batch, cache_, buffers_, executor(), params_.sequence_count, *kernels_, lora));
     output_count_ = batch.output_count();
     const std::size_t vocab = model_->hparams().vocab_size;
     std::size_t output = 0;
@@ -247,6 +267,92 @@ class Session {
     for (Sampler& sampler : samplers_) sampler.reset();
   }
 
+  // --- LoRA adapters ---------------------------------------------------------------------------
+  // Each sequence has its own stack of (adapter, scale); the changes of a stack's adapters add up.
+  // Changing a stack between two tokens costs O(adapters) and allocates nothing large (the
+  // scratch the adapters need is made once, when a stack first holds one). A batch mixing
+  // sequences with different stacks runs as one forward pass.
+
+  // Replaces the stack of `sequence`. Every adapter must be built for this session's model.
+  Result<void> set_adapters(AdapterStack stack, SequenceId sequence = 0) {
+    LAMINA_TRY(check_sequence(sequence));
+    for (const AdapterStackEntry& entry : stack) LAMINA_TRY(check_adapter(entry));
+    LAMINA_TRY(ensure_lora_scratch());
+    AdapterStack& target = stacks_[static_cast<std::size_t>(sequence)];
+    target.clear();
+    for (AdapterStackEntry& entry : stack) target.push_back(std::move(entry));
+    update_any_stack_active();
+    return success();
+  }
+  // The same stack for every sequence.
+  Result<void> set_adapters_for_all(const AdapterStack& stack) {
+    for (std::uint32_t sequence = 0; sequence < params_.sequence_count; ++sequence) {
+      LAMINA_TRY(set_adapters(stack, static_cast<SequenceId>(sequence)));
+    }
+    return success();
+  }
+  // Appends `adapter` with `scale` to the stack of `sequence`.
+  Result<void> add_adapter(std::shared_ptr<const LoraAdapter> adapter, float scale = 1.0f, SequenceId sequence = 0) {
+    LAMINA_TRY(check_sequence(sequence));
+    AdapterStackEntry entry{std::move(adapter), scale};
+    LAMINA_TRY(check_adapter(entry));
+    LAMINA_TRY(ensure_lora_scratch());
+    stacks_[static_cast<std::size_t>(sequence)].push_back(std::move(entry));
+    update_any_stack_active();
+    return success();
+  }
+  // Sets the scale of every entry of `adapter` in the stack of `sequence` (0 switches it off
+  // and keeps its place).
+  Result<void> set_adapter_scale(const LoraAdapter* adapter, float scale, SequenceId sequence = 0) {
+    LAMINA_TRY(check_sequence(sequence));
+    if (!std::isfinite(scale)) return fail(ErrorCode::invalid_argument, "set_adapter_scale: the scale is not a finite number");
+    bool found = false;
+    for (AdapterStackEntry& entry : stacks_[static_cast<std::size_t>(sequence)]) {
+      if (entry.adapter.get() == adapter) entry.scale = scale, found = true;
+    }
+    if (!found) return fail(ErrorCode::invalid_argument, "set_adapter_scale: the adapter is not in the stack of sequence " + std::to_string(sequence));
+    update_any_stack_active();
+    return success();
+  }
+  // Removes every entry of `adapter` from the stack of `sequence`; false when it held none.
+  bool remove_adapter(const LoraAdapter* adapter, SequenceId sequence = 0) {
+    if (!check_sequence(sequence).ok()) return false;
+    AdapterStack& stack = stacks_[static_cast<std::size_t>(sequence)];
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < stack.size(); ++i) {
+      if (stack[i].adapter.get() != adapter) stack[kept++] = std::move(stack[i]);
+    }
+    const bool removed = kept != stack.size();
+    while (stack.size() > kept) stack.pop_back();
+    update_any_stack_active();
+    return removed;
+  }
+  // The stack of `sequence` (empty for an invalid id).
+  const AdapterStack& adapters(SequenceId sequence = 0) const {
+    static const AdapterStack none;
+    if (sequence < 0 || static_cast<std::uint32_t>(sequence) >= params_.sequence_count) return none;
+    return stacks_[static_cast<std::size_t>(sequence)];
+  }
+
+  // Merges `stack` into this session's copy of the matrices it changes (the model stays as it
+  // is, for its other sessions), so inference with a fixed stack costs nothing extra. Merged
+  // matrices are stored as the base's own type (re-quantized), or as F32 / F16. A second merge
+  // replaces the first; unmerge_adapters() goes back to the base weights. Per-sequence stacks
+  // still apply on top of the merged weights.
+  Result<void> merge_adapters(const AdapterStack& stack, MergeStorage storage = MergeStorage::base_type) {
+    for (const AdapterStackEntry& entry : stack) LAMINA_TRY(check_adapter(entry));
+    Result<std::unique_ptr<MergedWeights>> merged = merge_weights(executor(), model_->hparams(), model_->weights(), stack, storage);
+    if (!merged) return merged.take_error();
+    merged_ = std::move(*merged);
+    merged_stack_ = stack;
+    return success();
+  }
+  void unmerge_adapters() {
+    merged_.reset();
+    merged_stack_.clear();
+  }
+  const AdapterStack& merged_adapters() const { return merged_stack_; }
+
   Sampler& sampler(SequenceId sequence = 0) { return samplers_[static_cast<std::size_t>(sequence)]; }
   const KvCache& kv_cache() const { return cache_; }
   // The instruction set this session's kernels use.
@@ -262,6 +368,39 @@ class Session {
     return success();
   }
 
+  Result<void> check_adapter(const AdapterStackEntry& entry) const {
+    if (entry.adapter == nullptr) return fail(ErrorCode::invalid_argument, "adapter stack: an entry holds no adapter");
+    if (!std::isfinite(entry.scale)) return fail(ErrorCode::invalid_argument, "adapter stack: the scale of '" + entry.adapter->name() + "' is not a finite number");
+    if (!(entry.adapter->shape() == AdapterShape::of(model_->hparams()))) {
+      return fail(ErrorCode::type_mismatch, "adapter '" + entry.adapter->name() + "' was built for a model of other shapes than this session's");
+    }
+    if (entry.adapter->max_rank() > buffers_.workspace.max_in()) {
+      return fail(ErrorCode::invalid_argument, "adapter '" + entry.adapter->name() + "' has rank " + std::to_string(entry.adapter->max_rank()) +
+                                                   ", more than the model's widest matrix has columns");
+    }
+    if (entry.adapter->max_rank() > params_.max_lora_rank) {
+      return fail(ErrorCode::invalid_argument, "adapter '" + entry.adapter->name() + "' has rank " + std::to_string(entry.adapter->max_rank()) +
+                                                   ", above the session's max_lora_rank " + std::to_string(params_.max_lora_rank));
+    }
+    return success();
+  }
+  Result<void> ensure_lora_scratch() {
+    if (lora_.max_tokens() != 0) return success();
+    const ModelHparams& hparams = model_->hparams();
+    std::size_t widest_in = hparams.embedding_length, widest_out = hparams.embedding_length;
+    if (hparams.feed_forward_length > widest_in) widest_in = hparams.feed_forward_length;
+    if (hparams.query_width() > widest_in) widest_in = hparams.query_width();
+    if (hparams.feed_forward_length > widest_out) widest_out = hparams.feed_forward_length;
+    if (hparams.query_width() > widest_out) widest_out = hparams.query_width();
+    lora_ = LoraBatch(params_.batch_size, params_.sequence_count, params_.max_lora_rank, widest_in, widest_out);
+    for (AdapterStack& stack : stacks_) stack.reserve(8);
+    return success();
+  }
+  void update_any_stack_active() {
+    any_stack_active_ = false;
+    for (const AdapterStack& stack : stacks_) any_stack_active_ = any_stack_active_ || stack_is_active(stack);
+  }
+
   std::shared_ptr<const Model> model_;
   SessionParams params_;
   const cpu::CpuKernels* kernels_ = nullptr;
@@ -273,6 +412,11 @@ class Session {
   std::vector<float> last_logits_;              // [sequence_count, vocab]
   std::vector<std::uint8_t> has_last_logits_;   // [sequence_count]
   std::size_t output_count_ = 0;
+  std::vector<AdapterStack> stacks_;         // [sequence_count]
+  bool any_stack_active_ = false;
+  LoraBatch lora_;                           // grouping and scratch, made when a stack first holds an adapter
+  std::unique_ptr<MergedWeights> merged_;    // the weights with merged_stack_ merged in, or null
+  AdapterStack merged_stack_;
 };
 
 // --- the generation loop, for callers who want it done for them ---------------------------------

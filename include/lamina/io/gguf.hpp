@@ -646,7 +646,7 @@ class Parser {
       std::string key;
       if (!read_string(key, "key")) return false;
       if (key.empty()) return fail(ErrorCode::invalid_format, entry_offset, "empty key");
-      context_ = "key " + quoted(key);
+      context_ = "key " + detail::quoted(key);
       const auto inserted = key_index.emplace(key, metadata.size());
       if (!inserted.second) {
         return fail(ErrorCode::invalid_format, entry_offset,
@@ -757,7 +757,7 @@ class Parser {
       TensorInfo info;
       if (!read_string(info.name, "tensor name")) return false;
       if (info.name.empty()) return fail(ErrorCode::invalid_format, info_offset, "empty tensor name");
-      context_ = "tensor " + quoted(info.name);
+      context_ = "tensor " + detail::quoted(info.name);
       const auto inserted = tensor_index.emplace(info.name, tensors.size());
       if (!inserted.second) {
         return fail(ErrorCode::invalid_format, info_offset,
@@ -812,7 +812,7 @@ class Parser {
     std::vector<TensorInfo>& tensors = contents_->tensors;
     for (TensorInfo& tensor : tensors) {
       if (tensor.offset > data_size || tensor.size_bytes > data_size - tensor.offset) {
-        context_ = "tensor " + quoted(tensor.name);
+        context_ = "tensor " + detail::quoted(tensor.name);
         return fail(ErrorCode::invalid_format, no_offset,
                     "data (offset " + std::to_string(tensor.offset) + ", " + std::to_string(tensor.size_bytes) +
                         " bytes) runs past the end of the file (the data section at byte " +
@@ -829,11 +829,11 @@ class Parser {
       const TensorInfo& previous = tensors[by_offset[i - 1]];
       const TensorInfo& current = tensors[by_offset[i]];
       if (previous.offset + previous.size_bytes > current.offset) {  // both inside data_size: no overflow
-        context_ = "tensor " + quoted(current.name);
+        context_ = "tensor " + detail::quoted(current.name);
         return fail(ErrorCode::invalid_format, no_offset,
                     "data (bytes " + std::to_string(current.offset) + " to " +
                         std::to_string(current.offset + current.size_bytes) + " of the data section) overlaps tensor " +
-                        quoted(previous.name) + " (bytes " + std::to_string(previous.offset) + " to " +
+                        detail::quoted(previous.name) + " (bytes " + std::to_string(previous.offset) + " to " +
                         std::to_string(previous.offset + previous.size_bytes) + ")");
       }
     }

@@ -17,6 +17,7 @@
 // norm vectors and biases, which are converted to float once at load.
 #pragma once
 
+#include "../adapters/lora.hpp"
 #include "../core/executor.hpp"
 #include "../core/result.hpp"
 #include "../core/tensor.hpp"
@@ -322,9 +323,12 @@ inline void find_visible_cells(const Batch& batch, const KvCache& cache, Forward
 // Runs the model over `batch`, appending its keys and values to `cache`. The logits of the
 // tokens flagged in batch.want_logits land in buffers.logits, one row of vocab floats each, in
 // batch order. `kernels` chooses the instruction set (cpu::cpu_kernels()).
+//
+// `lora`, when not null, holds the batch's tokens grouped by adapter stack (LoraBatch::group);
+// each projection's output then gets the changes of its group's adapters.
 inline Result<void> forward(const ModelHparams& hparams, const ModelWeights& weights, const Batch& batch, KvCache& cache,
                             ForwardBuffers& buffers, Executor& executor, std::uint32_t sequence_count,
-                            const cpu::CpuKernels& kernels) {
+                            const cpu::CpuKernels& kernels, LoraBatch* lora = nullptr) {
   LAMINA_TRY(validate_batch(hparams, batch, buffers, sequence_count));
   const std::size_t n_tokens = batch.size();
   const std::size_t embedding = hparams.embedding_length;
@@ -337,6 +341,14 @@ inline Result<void> forward(const ModelHparams& hparams, const ModelWeights& wei
   const std::size_t rope_pairs = hparams.rope_dimension_count / 2;
   const bool f16_cache = cache.element_type() == DType::f16;
   cpu::MatmulWorkspace& workspace = buffers.workspace;
+  // y [n_tokens, out] = x [n_tokens, in] · Wᵀ, plus the adapters' changes.
+  auto project = [&](std::uint32_t layer_index, Projection projection, const TensorView& weight, const float* input, float* output) {
+    cpu::matmul(executor, kernels, weight, input, output, n_tokens, workspace);
+    if (lora != nullptr) {
+      lora->apply(executor, kernels, workspace, layer_index, projection, input, static_cast<std::size_t>(weight.row_length()), output,
+                  static_cast<std::size_t>(weight.row_count()));
+    }
+  };
 
   LAMINA_TRY(cache.claim_cells(batch.sequences.data(), batch.positions.data(), n_tokens, buffers.cells.data()));
   find_visible_cells(batch, cache, buffers);
@@ -363,9 +375,9 @@ inline Result<void> forward(const ModelHparams& hparams, const ModelWeights& wei
       kernels.rms_norm(x + t * embedding, layer.attention_norm.data(), buffers.normed.data() + t * embedding, embedding,
                        hparams.rms_norm_epsilon);
     }
-    cpu::matmul(executor, kernels, layer.query, buffers.normed.data(), buffers.query.data(), n_tokens, workspace);
-    cpu::matmul(executor, kernels, layer.key, buffers.normed.data(), buffers.key.data(), n_tokens, workspace);
-    cpu::matmul(executor, kernels, layer.value, buffers.normed.data(), buffers.value.data(), n_tokens, workspace);
+    project(layer_index, Projection::query, layer.query, buffers.normed.data(), buffers.query.data());
+    project(layer_index, Projection::key, layer.key, buffers.normed.data(), buffers.key.data());
+    project(layer_index, Projection::value, layer.value, buffers.normed.data(), buffers.value.data());
     for (std::size_t t = 0; t < n_tokens; ++t) {
       float* q = buffers.query.data() + t * query_width;
       float* k = buffers.key.data() + t * kv_width;
@@ -418,7 +430,7 @@ inline Result<void> forward(const ModelHparams& hparams, const ModelWeights& wei
         kernels.attention(task);
       }
     });
-    cpu::matmul(executor, kernels, layer.attention_output, buffers.attention.data(), buffers.projected.data(), n_tokens, workspace);
+    project(layer_index, Projection::attention_output, layer.attention_output, buffers.attention.data(), buffers.projected.data());
     kernels.add(x, buffers.projected.data(), n_tokens * embedding);
 
     // --- feed-forward (SwiGLU) ---
@@ -426,10 +438,10 @@ inline Result<void> forward(const ModelHparams& hparams, const ModelWeights& wei
       kernels.rms_norm(x + t * embedding, layer.ffn_norm.data(), buffers.normed.data() + t * embedding, embedding,
                        hparams.rms_norm_epsilon);
     }
-    cpu::matmul(executor, kernels, layer.ffn_gate, buffers.normed.data(), buffers.gate.data(), n_tokens, workspace);
-    cpu::matmul(executor, kernels, layer.ffn_up, buffers.normed.data(), buffers.up.data(), n_tokens, workspace);
+    project(layer_index, Projection::ffn_gate, layer.ffn_gate, buffers.normed.data(), buffers.gate.data());
+    project(layer_index, Projection::ffn_up, layer.ffn_up, buffers.normed.data(), buffers.up.data());
     kernels.silu_mul(buffers.gate.data(), buffers.up.data(), n_tokens * ffn);
-    cpu::matmul(executor, kernels, layer.ffn_down, buffers.gate.data(), buffers.projected.data(), n_tokens, workspace);
+    project(layer_index, Projection::ffn_down, layer.ffn_down, buffers.gate.data(), buffers.projected.data());
     kernels.add(x, buffers.projected.data(), n_tokens * embedding);
   }
 

@@ -43,6 +43,7 @@ struct BenchOptions {
   DType kv_cache_type = DType::f16;
   CpuArch cpu_arch = CpuArch::automatic;
   std::uint64_t seed = 1;                // of the random token ids
+  AdapterStack adapters;                 // applied unmerged to the benchmark's sequence
   // Called before each run: test "pp" or "tg", run 0 is the warm-up, then 1..repetitions.
   std::function<void(const char* test, std::uint32_t run)> on_run;
 };
@@ -95,6 +96,7 @@ inline Result<BenchReport> run_benchmark(const std::shared_ptr<const Model>& mod
   params.cpu_arch = options.cpu_arch;
   Result<Session> session = Session::create(model, params);
   if (!session) return session.take_error();
+  if (!options.adapters.empty()) LAMINA_TRY(session->set_adapters(options.adapters));
 
   std::uint64_t state = options.seed;
   auto random_token = [&]() {

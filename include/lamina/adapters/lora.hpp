@@ -1,0 +1,313 @@
+// lamina/adapters/lora.hpp — LoRA adapters at run time: what an adapter holds, stacks of
+// adapters with per-adapter scales, and applying the stacks of a batch's sequences to the output
+// of one projection without touching the base weights.
+//
+// An adapter changes some of the seven weight matrices of each layer. For one matrix W [out, in]
+// it holds A [rank, in] and B [out, rank], and a projection with a stack of (adapter_i, scale_i)
+// computes
+//
+//   y = W x + sum_i scale_i * scaling_i * B_i (A_i x)          scaling = alpha / rank
+//                                                               (rsLoRA: alpha / sqrt(rank))
+// DoRA (PEFT's definition) rescales each output row by m / ||W + scaling B A||_row; lamina's
+// stack scale multiplies the whole change, so scale 0 switches it off and 1 is PEFT's output:
+//
+//   y += scale * ((m / n) * (W x + scaling * B A x) - W x)
+//
+// Loading (GGUF here through adapters/lora_load.hpp; PEFT directories through
+// adapters/peft.hpp) checks every matrix against the base model, so applying never fails.
+//
+// How a batch is served (in the spirit of Punica / S-LoRA's segmented kernels): the tokens are
+// grouped by the stack of their sequence once per forward pass; every projection then runs the
+// base matrix product over all tokens, and for each group and each adapter of its stack two
+// small products (A x: [tokens, rank], then B (A x): [tokens, out]) on the group's tokens only.
+// The results of a token do not depend on the other groups of its batch.
+#pragma once
+
+#include "../core/executor.hpp"
+#include "../core/half.hpp"
+#include "../core/result.hpp"
+#include "../core/tensor.hpp"
+#include "../kernels/cpu/kernels.hpp"
+#include "../kernels/cpu/matmul.hpp"
+#include "../model/hparams.hpp"
+#include "../model/kv_cache.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace lamina {
+
+// The matrices of a layer an adapter can change, in the order of the forward pass.
+enum class Projection : std::uint8_t { query, key, value, attention_output, ffn_gate, ffn_up, ffn_down };
+inline constexpr std::size_t projection_count = 7;
+
+inline Projection projection_at(std::size_t index) { return static_cast<Projection>(index); }
+
+// The GGUF tensor name inside a layer (blk.N.<name>.weight).
+inline const char* projection_gguf_name(Projection projection) {
+  static const char* const names[projection_count] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+  return names[static_cast<std::size_t>(projection)];
+}
+
+// The Hugging Face module name inside a decoder layer (model.layers.N.<name>), Llama and Qwen2.
+inline const char* projection_hf_name(Projection projection) {
+  static const char* const names[projection_count] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                                      "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                                                      "mlp.down_proj"};
+  return names[static_cast<std::size_t>(projection)];
+}
+
+// [rows, columns] of a projection's weight: rows = outputs, columns = inputs.
+inline std::uint32_t projection_rows(const ModelHparams& hparams, Projection projection) {
+  switch (projection) {
+    case Projection::query: return hparams.query_width();
+    case Projection::key:
+    case Projection::value: return hparams.kv_width();
+    case Projection::attention_output:
+    case Projection::ffn_down: return hparams.embedding_length;
+    case Projection::ffn_gate:
+    case Projection::ffn_up: return hparams.feed_forward_length;
+  }
+  return 0;
+}
+inline std::uint32_t projection_columns(const ModelHparams& hparams, Projection projection) {
+  switch (projection) {
+    case Projection::attention_output: return hparams.query_width();
+    case Projection::ffn_down: return hparams.feed_forward_length;
+    default: return hparams.embedding_length;
+  }
+}
+
+// One adapted matrix: delta W = scaling * B A.
+struct LoraModule {
+  std::uint32_t rank = 0;   // 0: the adapter leaves this matrix alone
+  std::uint32_t in = 0;     // columns of W
+  std::uint32_t out = 0;    // rows of W
+  float scaling = 1.0f;     // alpha / rank, or alpha / sqrt(rank) (rsLoRA)
+  // The factors as the kernels read them: F32, or F16 when the base weights are quantized (the
+  // base's own quantization error is a hundred times larger, and decoding reads half the bytes).
+  DType factor_type = DType::f32;
+  std::vector<std::uint8_t> a;  // [rank, in]
+  std::vector<std::uint8_t> b;  // [out, rank]
+  // DoRA: m (PEFT's lora_magnitude_vector) and m / ||W + scaling B A|| per output row; empty
+  // for plain LoRA.
+  std::vector<float> magnitude;  // [out]
+  std::vector<float> row_scale;  // [out]
+
+  bool active() const { return rank > 0; }
+  bool dora() const { return !row_scale.empty(); }
+  TensorView a_view() const { return contiguous_view(factor_type, {rank, in}, a.data()); }
+  TensorView b_view() const { return contiguous_view(factor_type, {out, rank}, b.data()); }
+  // Row r of A or B as floats.
+  float a_at(std::size_t r, std::size_t i) const { return factor(a, r * in + i); }
+  float b_at(std::size_t o, std::size_t r) const { return factor(b, o * rank + r); }
+
+ private:
+  float factor(const std::vector<std::uint8_t>& bytes, std::size_t index) const {
+    if (factor_type == DType::f16) {
+      std::uint16_t half;
+      std::memcpy(&half, bytes.data() + 2 * index, 2);
+      return f16_to_f32(half);
+    }
+    float value;
+    std::memcpy(&value, bytes.data() + 4 * index, 4);
+    return value;
+  }
+};
+
+// The shapes that decide whether an adapter fits a model.
+struct AdapterShape {
+  std::uint32_t block_count = 0;
+  std::uint32_t embedding_length = 0;
+  std::uint32_t query_width = 0;
+  std::uint32_t kv_width = 0;
+  std::uint32_t feed_forward_length = 0;
+
+  static AdapterShape of(const ModelHparams& hparams) {
+    return {hparams.block_count, hparams.embedding_length, hparams.query_width(), hparams.kv_width(), hparams.feed_forward_length};
+  }
+  bool operator==(const AdapterShape& other) const {
+    return block_count == other.block_count && embedding_length == other.embedding_length && query_width == other.query_width &&
+           kv_width == other.kv_width && feed_forward_length == other.feed_forward_length;
+  }
+};
+
+// An adapter, checked against a base model and immutable: any number of sessions and sequences
+// share one. Built by adapters/lora_load.hpp (GGUF, or factors from anywhere) and
+// adapters/peft.hpp (PEFT directories).
+class LoraAdapter {
+ public:
+  // `modules`: [block_count × projection_count], rank 0 where the adapter changes nothing.
+  LoraAdapter(std::string name, AdapterShape shape, std::vector<LoraModule> modules)
+      : name_(std::move(name)), shape_(shape), modules_(std::move(modules)) {
+    for (const LoraModule& module : modules_) {
+      if (module.rank > max_rank_) max_rank_ = module.rank;
+      if (module.active()) ++active_module_count_;
+    }
+  }
+
+  const std::string& name() const { return name_; }
+  const AdapterShape& shape() const { return shape_; }
+  const LoraModule& module(std::uint32_t layer, Projection projection) const {
+    return modules_[static_cast<std::size_t>(layer) * projection_count + static_cast<std::size_t>(projection)];
+  }
+  std::uint32_t max_rank() const { return max_rank_; }
+  std::size_t active_module_count() const { return active_module_count_; }
+  bool has_dora() const {
+    for (const LoraModule& module : modules_) if (module.dora()) return true;
+    return false;
+  }
+  // Bytes of factors a token reads when the adapter is applied unmerged.
+  std::size_t factor_bytes() const {
+    std::size_t bytes = 0;
+    for (const LoraModule& module : modules_) bytes += module.a.size() + module.b.size();
+    return bytes;
+  }
+
+ private:
+  std::string name_;
+  AdapterShape shape_;
+  std::vector<LoraModule> modules_;
+  std::uint32_t max_rank_ = 0;
+  std::size_t active_module_count_ = 0;
+};
+
+// One entry of a stack: an adapter and how strongly it applies (any float; negative subtracts).
+struct AdapterStackEntry {
+  std::shared_ptr<const LoraAdapter> adapter;
+  float scale = 1.0f;
+};
+
+// The adapters of a sequence, applied in order (their changes add up).
+using AdapterStack = std::vector<AdapterStackEntry>;
+
+inline bool same_stack(const AdapterStack& a, const AdapterStack& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (a[i].adapter != b[i].adapter || !(a[i].scale == b[i].scale)) return false;
+  }
+  return true;
+}
+
+// Whether a stack changes anything (an empty stack, or only zero scales, does not).
+inline bool stack_is_active(const AdapterStack& stack) {
+  for (const AdapterStackEntry& entry : stack) if (entry.adapter != nullptr && entry.scale != 0.0f) return true;
+  return false;
+}
+
+// The adapter stacks of one forward pass: the batch's tokens grouped by the stack of their
+// sequence, and the scratch the small products need. Sized once per session; grouping a batch
+// allocates nothing.
+class LoraBatch {
+ public:
+  LoraBatch() = default;
+  // `max_tokens`: batch size; `max_rank`: the largest adapter rank the session accepts;
+  // `widest_in` / `widest_out`: the largest projection input and output widths.
+  LoraBatch(std::size_t max_tokens, std::size_t max_groups, std::size_t max_rank, std::size_t widest_in, std::size_t widest_out)
+      : max_rank_(max_rank),
+        order_(max_tokens),
+        group_begin_(max_groups + 1),
+        group_stack_(max_groups),
+        input_(max_tokens * widest_in),
+        rank_out_(max_tokens * max_rank),
+        delta_(max_tokens * widest_out),
+        base_(max_tokens * widest_out) {}
+
+  std::size_t max_rank() const { return max_rank_; }
+  std::size_t max_tokens() const { return order_.size(); }
+
+  // Groups the batch's tokens by the stack of their sequence. `stack_of(sequence)` returns the
+  // sequence's stack (a pointer that stays valid during the forward pass). Sequences with equal
+  // stacks share a group. Returns false when nothing applies (no forward work at all).
+  template <class StackOf>
+  bool group(const SequenceId* sequences, std::size_t token_count, StackOf&& stack_of) {
+    group_count_ = 0;
+    all_in_one_group_ = false;
+    std::size_t placed = 0;
+    // Tokens keep their batch order inside a group; a group per distinct active stack.
+    for (std::size_t first = 0; first < token_count && placed < token_count; ++first) {
+      const AdapterStack* stack = stack_of(sequences[first]);
+      if (stack == nullptr || !stack_is_active(*stack)) continue;
+      bool grouped = false;
+      for (std::size_t g = 0; g < group_count_ && !grouped; ++g) grouped = same_stack(*group_stack_[g], *stack);
+      if (grouped) continue;
+      if (group_count_ + 1 >= group_begin_.size()) break;  // more stacks than sequences: cannot happen
+      group_begin_[group_count_] = static_cast<std::uint32_t>(placed);
+      group_stack_[group_count_] = stack;
+      for (std::size_t t = first; t < token_count; ++t) {
+        const AdapterStack* other = stack_of(sequences[t]);
+        if (other == stack || (other != nullptr && same_stack(*other, *stack))) order_[placed++] = static_cast<std::uint32_t>(t);
+      }
+      ++group_count_;
+      group_begin_[group_count_] = static_cast<std::uint32_t>(placed);
+    }
+    all_in_one_group_ = group_count_ == 1 && placed == token_count;
+    return group_count_ > 0;
+  }
+
+  // y [token_count, out] += the changes of every group's stack to matrix `projection` of
+  // layer `layer`, whose input was x [token_count, in] and whose plain output y is.
+  void apply(Executor& executor, const cpu::CpuKernels& kernels, cpu::MatmulWorkspace& workspace, std::uint32_t layer,
+             Projection projection, const float* x, std::size_t in, float* y, std::size_t out) {
+    for (std::size_t g = 0; g < group_count_; ++g) {
+      const AdapterStack& stack = *group_stack_[g];
+      const std::uint32_t* tokens = order_.data() + group_begin_[g];
+      const std::size_t count = group_begin_[g + 1] - group_begin_[g];
+      // The group's inputs side by side (all tokens in batch order: x itself).
+      const float* group_x = x;
+      if (!all_in_one_group_) {
+        for (std::size_t t = 0; t < count; ++t) std::memcpy(input_.data() + t * in, x + tokens[t] * in, in * sizeof(float));
+        group_x = input_.data();
+      }
+      // DoRA needs W x without any adapter's change: keep it before the first change lands.
+      for (const AdapterStackEntry& entry : stack) {
+        if (entry.adapter == nullptr || entry.scale == 0.0f || !entry.adapter->module(layer, projection).dora()) continue;
+        for (std::size_t t = 0; t < count; ++t) std::memcpy(base_.data() + t * out, y + row_of(tokens, t) * out, out * sizeof(float));
+        break;
+      }
+      for (const AdapterStackEntry& entry : stack) {
+        if (entry.adapter == nullptr || entry.scale == 0.0f) continue;
+        const LoraModule& module = entry.adapter->module(layer, projection);
+        if (!module.active()) continue;
+        // [count, rank] = x A^T, then [count, out] = (x A^T) B^T.
+        cpu::matmul(executor, kernels, module.a_view(), group_x, rank_out_.data(), count, workspace);
+        cpu::matmul(executor, kernels, module.b_view(), rank_out_.data(), delta_.data(), count, workspace);
+        const float scaled = entry.scale * module.scaling;
+        for (std::size_t t = 0; t < count; ++t) {
+          float* target = y + row_of(tokens, t) * out;
+          const float* change = delta_.data() + t * out;
+          if (!module.dora()) {
+            kernels.scaled_add(target, change, scaled, out);
+            continue;
+          }
+          const float* base = base_.data() + t * out;
+          for (std::size_t o = 0; o < out; ++o) {
+            const float d = module.row_scale[o];
+            target[o] += entry.scale * ((d - 1.0f) * base[o] + d * module.scaling * change[o]);
+          }
+        }
+      }
+    }
+  }
+
+ private:
+  std::size_t row_of(const std::uint32_t* tokens, std::size_t t) const { return all_in_one_group_ ? t : tokens[t]; }
+
+  std::size_t max_rank_ = 0;
+  std::vector<std::uint32_t> order_;        // [max_tokens] token indices, grouped
+  std::vector<std::uint32_t> group_begin_;  // [max_groups + 1] where each group starts in order_
+  std::vector<const AdapterStack*> group_stack_;
+  std::size_t group_count_ = 0;
+  bool all_in_one_group_ = false;  // every token in one group, in batch order: no gathering
+  std::vector<float> input_;       // [max_tokens, widest_in] a group's inputs, gathered
+  std::vector<float> rank_out_;    // [max_tokens, max_rank] A x
+  std::vector<float> delta_;       // [max_tokens, widest_out] B (A x)
+  std::vector<float> base_;        // [max_tokens, widest_out] W x, for DoRA
+};
+
+}  // namespace lamina
