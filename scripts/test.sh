@@ -211,7 +211,31 @@ check_cases() {  # logits | tokenize | lora | all
 
 step_check_logits() { check_cases logits; }
 step_check_tokenize() { check_cases tokenize; }
-step_check_lora() { check_cases lora; }
+step_check_lora() {
+  check_cases lora
+  # All F32 LoRA cases (and the plain one) as sequences of one `lamina batch-logits` pass,
+  # each judged against its own reference.
+  local out=build/check-batch-logits python
+  python=$(command -v /usr/bin/python3 || command -v python3)
+  mkdir -p "$out"
+  "$python" - "$shared" "$out/spec.json" <<'PY'
+import json, sys
+shared, spec = sys.argv[1], sys.argv[2]
+names = ["llama-f32-lora-a", "llama-f32-lora-ab", "llama-f32-dora-d", "llama-f32-rslora-e", "llama-f32"]
+sequences = []
+for name in names:
+    case = json.load(open(f"{shared}/reference/{name}.json"))
+    sequences.append({"tokens": case["prompt"],
+                      "adapters": [{"path": f"{shared}/{a['peft']}", "scale": a["scale"]} for a in case["adapters"]]})
+json.dump({"sequences": sequences, "names": names}, open(spec, "w"))
+PY
+  "$cli" batch-logits -m "$shared/models/synth-llama-f32.gguf" --spec "$out/spec.json" --out-dir "$out/logits"
+  local i=0 name
+  for name in llama-f32-lora-a llama-f32-lora-ab llama-f32-dora-d llama-f32-rslora-e llama-f32; do
+    "$python" "$shared/tools/compare_logits.py" "$shared/reference/$name.json" "$out/logits/$i.f32"
+    i=$((i + 1))
+  done
+}
 
 # ---------------------------------------------------------------------------------------------
 # Run the steps

@@ -233,5 +233,6 @@ inline std::string human_bytes(double bytes) {
 int run_synth(int argc, char** argv);
 int run_bench(int argc, char** argv);
 int run_quantize(int argc, char** argv);
+int run_batch_logits(int argc, char** argv);
 
 }  // namespace lamina_cli

@@ -8,6 +8,7 @@
 //   lamina synth    --preset NAME -o OUT.gguf [--type TYPE] [--vocab VOCAB.gguf]      (synth.cpp)
 //   lamina bench    -m MODEL [-t N] [-p N] [-n N] [-r N] [--json]                       (bench.cpp)
 //   lamina quantize IN.gguf OUT.gguf TYPE [--pure] [-t N]                               (quantize.cpp)
+//   lamina batch-logits -m MODEL --spec SPEC.json --out-dir DIR                         (batch_logits.cpp)
 #include "cli_common.hpp"
 
 #include <lamina/lamina.hpp>
@@ -319,7 +320,8 @@ void print_main_help() {
       "  inspect    print a GGUF file's metadata and tensor table\n"
       "  synth      write a random-weight model with the shapes of a real one\n"
       "  bench      measure prompt and generation speed (tokens/s), like llama-bench\n"
-      "  quantize   convert a model's weights to another type (q4_0, q4_k_m, q8_0, …)\n",
+      "  quantize   convert a model's weights to another type (q4_0, q4_k_m, q8_0, …)\n"
+      "  batch-logits  evaluate several sequences, each with its own adapters, in one forward pass\n",
       LAMINA_VERSION_STRING);
 }
 
@@ -340,7 +342,8 @@ int main(int argc, char** argv) {
   if (command == "synth") return lamina_cli::run_synth(argc, argv);
   if (command == "bench") return lamina_cli::run_bench(argc, argv);
   if (command == "quantize") return lamina_cli::run_quantize(argc, argv);
-  std::fprintf(stderr, "lamina: unknown command '%s' (commands: logits, generate, tokenize, inspect, synth, bench, quantize)\n",
+  if (command == "batch-logits") return lamina_cli::run_batch_logits(argc, argv);
+  std::fprintf(stderr, "lamina: unknown command '%s' (commands: logits, generate, tokenize, inspect, synth, bench, quantize, batch-logits)\n",
                command.c_str());
   return 1;
 }

@@ -31,11 +31,49 @@ void print_types() {
   for (const lamina::FileTypeInfo& type : lamina::file_types()) std::printf("  %-8s %s\n", type.name, type.summary);
 }
 
+// lamina synth --lora-for MODEL.gguf: a random adapter of the model's shapes.
+int run_synth_lora(const ParsedArguments& arguments, const std::string& base) {
+  if (!arguments.get("--output")) return report(usage_error("--lora-for needs -o ADAPTER.gguf"));
+  lamina::Result<lamina::gguf::File> file = lamina::gguf::File::open(base);
+  if (!file) return report(file.error());
+  lamina::Result<lamina::ModelHparams> hparams = lamina::read_hparams(*file);
+  if (!hparams) return report(hparams.error());
+  lamina::SynthLoraOptions options;
+  if (const std::string* rank = arguments.get("--rank")) {
+    lamina::Result<long long> value = parse_integer(*rank, "--rank", 1, 4096);
+    if (!value) return report(value.error());
+    options.rank = static_cast<std::uint32_t>(*value);
+  }
+  options.alpha = static_cast<float>(options.rank);
+  if (const std::string* alpha = arguments.get("--alpha")) {
+    lamina::Result<float> value = parse_float(*alpha, "--alpha", -1e6, 1e6);
+    if (!value) return report(value.error());
+    options.alpha = *value;
+  }
+  if (const std::string* seed = arguments.get("--seed")) {
+    lamina::Result<unsigned long long> value = parse_unsigned(*seed, "--seed");
+    if (!value) return report(value.error());
+    options.seed = *value;
+  }
+  if (const std::string* deviation = arguments.get("--std")) {
+    lamina::Result<float> value = parse_float(*deviation, "--std", 1e-6, 10.0);
+    if (!value) return report(value.error());
+    options.factor_std = *value;
+  }
+  const std::string& output = *arguments.get("--output");
+  lamina::Result<std::uint64_t> bytes = lamina::synthesize_lora(*hparams, output, options);
+  if (!bytes) return report(bytes.error());
+  std::printf("wrote %s: rank %u LoRA on all seven matrices of %u layers, alpha %g, %s of factors\n", output.c_str(), options.rank,
+              hparams->block_count, static_cast<double>(options.alpha), human_bytes(static_cast<double>(*bytes)).c_str());
+  return 0;
+}
+
 }  // namespace
 
 int run_synth(int argc, char** argv) {
   const char* usage =
       "lamina synth --preset NAME -o OUT.gguf [--type TYPE] [--vocab VOCAB.gguf] [--seed S] [--pure] [-t N]\n"
+      "       lamina synth --lora-for MODEL.gguf [--rank R] [--alpha A] [--seed S] [--std S] -o ADAPTER.gguf\n"
       "       lamina synth --list";
   const std::vector<Option> options = {
       help_option,
@@ -48,7 +86,10 @@ int run_synth(int argc, char** argv) {
       {"--pure", nullptr, false, "no recipe: every weight matrix gets the type's base type (llama-quantize --pure)"},
       threads_option,
       {"--quiet", "-q", false, "no per-tensor progress"},
-      {"--list", nullptr, false, "list the presets and types"}};
+      {"--list", nullptr, false, "list the presets and types"},
+      {"--lora-for", nullptr, true, "write a random LoRA adapter (all seven matrices of every layer) for this model instead"},
+      {"--rank", nullptr, true, "--lora-for: rank (default 16)"},
+      {"--alpha", nullptr, true, "--lora-for: alpha (default: the rank, so scaling 1)"}};
   lamina::Result<ParsedArguments> arguments = parse_arguments(argc, argv, 2, options);
   if (!arguments) return report(arguments.error());
   if (arguments->has("--help")) {
@@ -62,6 +103,7 @@ int run_synth(int argc, char** argv) {
     print_types();
     return 0;
   }
+  if (const std::string* base = arguments->get("--lora-for")) return run_synth_lora(*arguments, *base);
   if (!arguments->get("--preset") || !arguments->get("--output")) {
     return report(usage_error(std::string("missing --preset or -o; usage: ") + usage));
   }

@@ -21,14 +21,17 @@
 // The file is written tensor by tensor (gguf::StreamWriter): memory holds one tensor at a time.
 #pragma once
 
+#include "../adapters/lora.hpp"
 #include "../core/dtype.hpp"
 #include "../core/executor.hpp"
 #include "../core/result.hpp"
 #include "../io/gguf.hpp"
+#include "../model/hparams.hpp"
 #include "gguf_stream.hpp"
 #include "quantize.hpp"
 
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
@@ -329,6 +332,57 @@ inline Result<SynthReport> synthesize_model(const SynthPreset& preset, const std
   LAMINA_TRY(writer.finish());
   report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return report;
+}
+
+// --- random LoRA adapters ------------------------------------------------------------------
+
+struct SynthLoraOptions {
+  std::uint32_t rank = 16;
+  float alpha = 16.0f;            // scaling alpha / rank
+  std::uint64_t seed = 0;
+  float factor_std = 0.02f;       // standard deviation of A and B
+  std::uint32_t first_layer = 0;  // layers [first_layer, last_layer) get an adapter on all seven matrices
+  std::uint32_t last_layer = ~0u;  // clamped to the model's layer count
+};
+
+// Writes a random LoRA adapter for a model of `hparams` in llama.cpp's GGUF adapter format
+// (F32 lora_a [rank, in] and lora_b [out, rank] on the seven matrices of every chosen layer),
+// for benchmarks and tests that need an adapter of realistic size. Returns the bytes of factors.
+inline Result<std::uint64_t> synthesize_lora(const ModelHparams& hparams, const std::string& path, const SynthLoraOptions& options) {
+  if (options.rank == 0 || options.rank > 4096) return fail(ErrorCode::invalid_argument, "synth lora: rank must be in [1, 4096]");
+  if (!std::isfinite(options.alpha) || !std::isfinite(options.factor_std) || options.factor_std <= 0.0f) {
+    return fail(ErrorCode::invalid_argument, "synth lora: alpha and the standard deviation must be finite (and the deviation positive)");
+  }
+  gguf::Writer writer;
+  writer.set("general.architecture", gguf::Value::from_string(hparams.architecture_name));
+  writer.set("general.type", gguf::Value::from_string("adapter"));
+  writer.set("general.name", gguf::Value::from_string("lamina synth lora rank " + std::to_string(options.rank)));
+  writer.set("adapter.type", gguf::Value::from_string("lora"));
+  writer.set("adapter.lora.alpha", gguf::Value::from_f32(options.alpha));
+  const std::uint32_t last = options.last_layer < hparams.block_count ? options.last_layer : hparams.block_count;
+  std::vector<std::vector<float>> factors;  // kept alive until the file is written
+  std::uint64_t bytes = 0;
+  for (std::uint32_t layer = options.first_layer; layer < last; ++layer) {
+    for (std::size_t p = 0; p < projection_count; ++p) {
+      const Projection projection = projection_at(p);
+      const std::size_t rows = projection_rows(hparams, projection), columns = projection_columns(hparams, projection);
+      const std::string name = "blk." + std::to_string(layer) + "." + projection_gguf_name(projection) + ".weight";
+      const struct { const char* suffix; std::size_t outer, inner; } parts[] = {{".lora_a", options.rank, columns}, {".lora_b", rows, options.rank}};
+      for (const auto& part : parts) {
+        factors.emplace_back(part.outer * part.inner);
+        const std::uint64_t tensor_seed = detail::fnv1a(name + part.suffix) ^ (options.seed * 0x9E3779B97F4A7C15ull);
+        for (std::size_t r = 0; r < part.outer; ++r) {
+          detail::synth_random_row(tensor_seed, r, options.factor_std, factors.back().data() + r * part.inner, part.inner);
+        }
+        LAMINA_TRY(writer.add_tensor(name + part.suffix, DType::f32,
+                                     {static_cast<std::int64_t>(part.outer), static_cast<std::int64_t>(part.inner)},
+                                     factors.back().data(), factors.back().size() * sizeof(float)));
+        bytes += factors.back().size() * sizeof(float);
+      }
+    }
+  }
+  LAMINA_TRY(writer.write_file(path));
+  return bytes;
 }
 
 }  // namespace lamina
