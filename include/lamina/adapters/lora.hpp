@@ -250,6 +250,40 @@ class LoraBatch {
     return group_count_ > 0;
   }
 
+  // Whether any group's stack changes matrix `projection` of layer `layer`.
+  bool changes(std::uint32_t layer, Projection projection) const {
+    for (std::size_t g = 0; g < group_count_; ++g) {
+      for (const AdapterStackEntry& entry : *group_stack_[g]) {
+        if (entry.adapter != nullptr && entry.scale != 0.0f && entry.adapter->module(layer, projection).active()) return true;
+      }
+    }
+    return false;
+  }
+
+  // y [token_count, out] = x W^T plus every group's changes to matrix `projection` of layer
+  // `layer`. Few tokens (decoding): A x first, then B (A x) added to each chunk of output rows
+  // inside the base product, while the rows are hot and without a second round of parallel jobs
+  // (the adapters' bytes are read by the same threads in the same sweep). Otherwise, and for
+  // DoRA: the base product, then apply().
+  void project(Executor& executor, const cpu::CpuKernels& kernels, cpu::MatmulWorkspace& workspace, std::uint32_t layer,
+               Projection projection, const TensorView& weight, const float* x, float* y, std::size_t token_count) {
+    const std::size_t in = static_cast<std::size_t>(weight.row_length()), out = static_cast<std::size_t>(weight.row_count());
+    if (!changes(layer, projection)) {
+      cpu::matmul(executor, kernels, weight, x, y, token_count, workspace);
+      return;
+    }
+    if (!prepare_fused(executor, kernels, workspace, layer, projection, x, in, out)) {
+      cpu::matmul(executor, kernels, weight, x, y, token_count, workspace);
+      apply(executor, kernels, workspace, layer, projection, x, in, y, out);
+      return;
+    }
+    fused_y_ = y;
+    cpu::MatmulEpilogue epilogue;
+    epilogue.function = &LoraBatch::add_fused_rows;
+    epilogue.context = this;
+    cpu::matmul(executor, kernels, weight, x, y, token_count, workspace, &epilogue);
+  }
+
   // y [token_count, out] += the changes of every group's stack to matrix `projection` of
   // layer `layer`, whose input was x [token_count, in] and whose plain output y is.
   void apply(Executor& executor, const cpu::CpuKernels& kernels, cpu::MatmulWorkspace& workspace, std::uint32_t layer,
@@ -298,6 +332,73 @@ class LoraBatch {
  private:
   std::size_t row_of(const std::uint32_t* tokens, std::size_t t) const { return all_in_one_group_ ? t : tokens[t]; }
 
+  // One (group, adapter) of the fused path: its A x, [group tokens, rank], is in u_ at `u`.
+  struct FusedEntry {
+    const LoraModule* module = nullptr;
+    float factor = 0.0f;  // stack scale × the module's scaling
+    std::size_t group = 0;
+    std::size_t u = 0;
+  };
+
+  // The fused path applies to batches of at most this many tokens per group.
+  static constexpr std::size_t fused_max_tokens = 8;
+
+  // Computes A x of every (group, adapter) that changes the matrix into u_; false (nothing
+  // done) when the fused path does not apply: large groups, DoRA, or too little room.
+  bool prepare_fused(Executor& executor, const cpu::CpuKernels& kernels, cpu::MatmulWorkspace& workspace, std::uint32_t layer,
+                     Projection projection, const float* x, std::size_t in, std::size_t out) {
+    fused_count_ = 0;
+    std::size_t u_floats = 0;
+    for (std::size_t g = 0; g < group_count_; ++g) {
+      const std::size_t count = group_begin_[g + 1] - group_begin_[g];
+      if (count > fused_max_tokens) return false;
+      for (const AdapterStackEntry& entry : *group_stack_[g]) {
+        if (entry.adapter == nullptr || entry.scale == 0.0f) continue;
+        const LoraModule& module = entry.adapter->module(layer, projection);
+        if (!module.active()) continue;
+        if (module.dora() || fused_count_ == fused_.size()) return false;
+        fused_[fused_count_++] = {&module, entry.scale * module.scaling, g, u_floats};
+        u_floats += count * module.rank;
+      }
+    }
+    if (u_floats > rank_out_.size()) return false;
+    for (std::size_t e = 0; e < fused_count_; ++e) {
+      const FusedEntry& entry = fused_[e];
+      const std::uint32_t* tokens = order_.data() + group_begin_[entry.group];
+      const std::size_t count = group_begin_[entry.group + 1] - group_begin_[entry.group];
+      const float* group_x = x;
+      if (!all_in_one_group_) {
+        for (std::size_t t = 0; t < count; ++t) std::memcpy(input_.data() + t * in, x + tokens[t] * in, in * sizeof(float));
+        group_x = input_.data();
+      }
+      cpu::matmul(executor, kernels, entry.module->a_view(), group_x, rank_out_.data() + entry.u, count, workspace);
+    }
+    fused_kernels_ = &kernels;
+    fused_out_ = out;
+    return true;
+  }
+
+  // The epilogue of the base product: y[t][o] += factor * B[o] · u[t] for the chunk's rows.
+  static void add_fused_rows(void* context, std::size_t row_begin, std::size_t row_end) {
+    LoraBatch& self = *static_cast<LoraBatch*>(context);
+    for (std::size_t e = 0; e < self.fused_count_; ++e) {
+      const FusedEntry& entry = self.fused_[e];
+      const LoraModule& module = *entry.module;
+      const std::uint32_t* tokens = self.order_.data() + self.group_begin_[entry.group];
+      const std::size_t count = self.group_begin_[entry.group + 1] - self.group_begin_[entry.group];
+      for (std::size_t t = 0; t < count; ++t) {
+        const float* u = self.rank_out_.data() + entry.u + t * module.rank;
+        float* y = self.fused_y_ + self.row_of(tokens, t) * self.fused_out_;
+        for (std::size_t o = row_begin; o < row_end; ++o) {
+          const float change = module.factor_type == DType::f16
+                                   ? self.fused_kernels_->dot_f16(reinterpret_cast<const std::uint16_t*>(module.b.data()) + o * module.rank, u, module.rank)
+                                   : self.fused_kernels_->dot(reinterpret_cast<const float*>(module.b.data()) + o * module.rank, u, module.rank);
+          y[o] += entry.factor * change;
+        }
+      }
+    }
+  }
+
   std::size_t max_rank_ = 0;
   std::vector<std::uint32_t> order_;        // [max_tokens] token indices, grouped
   std::vector<std::uint32_t> group_begin_;  // [max_groups + 1] where each group starts in order_
@@ -308,6 +409,12 @@ class LoraBatch {
   std::vector<float> rank_out_;    // [max_tokens, max_rank] A x
   std::vector<float> delta_;       // [max_tokens, widest_out] B (A x)
   std::vector<float> base_;        // [max_tokens, widest_out] W x, for DoRA
+  // The fused path's state between prepare_fused() and the epilogues of one product.
+  std::vector<FusedEntry> fused_ = std::vector<FusedEntry>(64);
+  std::size_t fused_count_ = 0;
+  const cpu::CpuKernels* fused_kernels_ = nullptr;
+  float* fused_y_ = nullptr;
+  std::size_t fused_out_ = 0;
 };
 
 }  // namespace lamina

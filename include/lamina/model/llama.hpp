@@ -343,11 +343,8 @@ inline Result<void> forward(const ModelHparams& hparams, const ModelWeights& wei
   cpu::MatmulWorkspace& workspace = buffers.workspace;
   // y [n_tokens, out] = x [n_tokens, in] · Wᵀ, plus the adapters' changes.
   auto project = [&](std::uint32_t layer_index, Projection projection, const TensorView& weight, const float* input, float* output) {
-    cpu::matmul(executor, kernels, weight, input, output, n_tokens, workspace);
-    if (lora != nullptr) {
-      lora->apply(executor, kernels, workspace, layer_index, projection, input, static_cast<std::size_t>(weight.row_length()), output,
-                  static_cast<std::size_t>(weight.row_count()));
-    }
+    if (lora != nullptr) lora->project(executor, kernels, workspace, layer_index, projection, weight, input, output, n_tokens);
+    else cpu::matmul(executor, kernels, weight, input, output, n_tokens, workspace);
   };
 
   LAMINA_TRY(cache.claim_cells(batch.sequences.data(), batch.positions.data(), n_tokens, buffers.cells.data()));

@@ -96,8 +96,17 @@ class MatmulWorkspace {
   std::vector<std::uint8_t> activations_;
 };
 
+// Work that runs right after a chunk's output rows are computed, on the same thread, while
+// those rows are hot: LoRA adapters add their changes to them there when decoding (no second
+// pass over the outputs, no second round of parallel jobs). It must treat each row the same
+// way whatever chunk holds it.
+struct MatmulEpilogue {
+  void (*function)(void* context, std::size_t row_begin, std::size_t row_end) = nullptr;
+  void* context = nullptr;
+};
+
 inline void matmul(Executor& executor, const CpuKernels& kernels, const TensorView& weight, const float* x, float* y,
-                   std::size_t token_count, MatmulWorkspace& workspace) {
+                   std::size_t token_count, MatmulWorkspace& workspace, const MatmulEpilogue* epilogue = nullptr) {
   const std::size_t in = static_cast<std::size_t>(weight.row_length());
   const std::size_t out = static_cast<std::size_t>(weight.row_count());
   LAMINA_ASSERT(in <= workspace.max_in() && token_count <= workspace.max_tokens(), "matmul: workspace too small");
@@ -128,6 +137,7 @@ inline void matmul(Executor& executor, const CpuKernels& kernels, const TensorVi
   if (chunk_limit > workspace.chunk_count()) chunk_limit = workspace.chunk_count();
   parallel_chunks(executor, out, chunk_limit, [&](std::size_t chunk, std::size_t row_begin, std::size_t row_end) {
     kernels.matmul_rows(task, row_begin, row_end, workspace.chunk_scratch(chunk));
+    if (epilogue != nullptr) epilogue->function(epilogue->context, row_begin, row_end);
   });
 }
 
