@@ -32,6 +32,7 @@
 #include "../model/hparams.hpp"
 #include "../model/kv_cache.hpp"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -93,7 +94,10 @@ struct LoraModule {
   // base's own quantization error is a hundred times larger, and decoding reads half the bytes).
   DType factor_type = DType::f32;
   std::vector<std::uint8_t> a;  // [rank, in]
-  std::vector<std::uint8_t> b;  // [out, rank]
+  // B transposed, [rank, out]: a token's change B u is then the sum over k of u[k] times row k,
+  // whole vectors of outputs at a time (stored as [out, rank], each output would be a dot
+  // product of `rank` values: a call per output).
+  std::vector<std::uint8_t> b;
   // DoRA: m (PEFT's lora_magnitude_vector) and m / ||W + scaling B A|| per output row; empty
   // for plain LoRA.
   std::vector<float> magnitude;  // [out]
@@ -102,10 +106,17 @@ struct LoraModule {
   bool active() const { return rank > 0; }
   bool dora() const { return !row_scale.empty(); }
   TensorView a_view() const { return contiguous_view(factor_type, {rank, in}, a.data()); }
-  TensorView b_view() const { return contiguous_view(factor_type, {out, rank}, b.data()); }
-  // Row r of A or B as floats.
+  // A[r][i] and B[o][r] as floats.
   float a_at(std::size_t r, std::size_t i) const { return factor(a, r * in + i); }
-  float b_at(std::size_t o, std::size_t r) const { return factor(b, o * rank + r); }
+  float b_at(std::size_t o, std::size_t r) const { return factor(b, r * out + o); }
+  // y[o] += scale * B[o][k] for o in [begin, end): row k of the stored (transposed) B.
+  void add_b_row(const cpu::CpuKernels& kernels, std::size_t k, float scale, float* y, std::size_t begin, std::size_t end) const {
+    if (factor_type == DType::f16) {
+      kernels.scaled_add_f16(y + begin, reinterpret_cast<const std::uint16_t*>(b.data()) + k * out + begin, scale, end - begin);
+    } else {
+      kernels.scaled_add(y + begin, reinterpret_cast<const float*>(b.data()) + k * out + begin, scale, end - begin);
+    }
+  }
 
  private:
   float factor(const std::vector<std::uint8_t>& bytes, std::size_t index) const {
@@ -308,17 +319,19 @@ class LoraBatch {
         if (entry.adapter == nullptr || entry.scale == 0.0f) continue;
         const LoraModule& module = entry.adapter->module(layer, projection);
         if (!module.active()) continue;
-        // [count, rank] = x A^T, then [count, out] = (x A^T) B^T.
+        // u = x A^T [count, rank], then B u: rank scaled rows of the transposed B per token.
         cpu::matmul(executor, kernels, module.a_view(), group_x, rank_out_.data(), count, workspace);
-        cpu::matmul(executor, kernels, module.b_view(), rank_out_.data(), delta_.data(), count, workspace);
         const float scaled = entry.scale * module.scaling;
         for (std::size_t t = 0; t < count; ++t) {
           float* target = y + row_of(tokens, t) * out;
-          const float* change = delta_.data() + t * out;
+          const float* u = rank_out_.data() + t * module.rank;
           if (!module.dora()) {
-            kernels.scaled_add(target, change, scaled, out);
+            for (std::size_t k = 0; k < module.rank; ++k) module.add_b_row(kernels, k, scaled * u[k], target, 0, out);
             continue;
           }
+          float* change = delta_.data();
+          std::memset(change, 0, out * sizeof(float));
+          for (std::size_t k = 0; k < module.rank; ++k) module.add_b_row(kernels, k, u[k], change, 0, out);
           const float* base = base_.data() + t * out;
           for (std::size_t o = 0; o < out; ++o) {
             const float d = module.row_scale[o];
@@ -362,23 +375,37 @@ class LoraBatch {
       }
     }
     if (u_floats > rank_out_.size()) return false;
-    for (std::size_t e = 0; e < fused_count_; ++e) {
-      const FusedEntry& entry = fused_[e];
-      const std::uint32_t* tokens = order_.data() + group_begin_[entry.group];
-      const std::size_t count = group_begin_[entry.group + 1] - group_begin_[entry.group];
-      const float* group_x = x;
-      if (!all_in_one_group_) {
-        for (std::size_t t = 0; t < count; ++t) std::memcpy(input_.data() + t * in, x + tokens[t] * in, in * sizeof(float));
-        group_x = input_.data();
+    // u[t][r] = A[r] · x_t for every row r of every entry's A, the rows of all entries shared
+    // out between the threads (one row each is a few hundred bytes to a few KiB: spread over
+    // the cores, the A factors stream at the machine's bandwidth, not one core's).
+    std::size_t a_rows = 0;
+    for (std::size_t e = 0; e < fused_count_; ++e) a_rows += fused_[e].module->rank;
+    (void)workspace;
+    const std::size_t chunks = std::min<std::size_t>(a_rows / 4 > 0 ? a_rows / 4 : 1, 4 * executor.concurrency());
+    parallel_chunks(executor, a_rows, chunks, [&](std::size_t, std::size_t begin, std::size_t end) {
+      std::size_t e = 0, first_row = 0;  // the entry holding row `begin`, and its first row's index
+      while (begin >= first_row + fused_[e].module->rank) first_row += fused_[e++].module->rank;
+      for (std::size_t row = begin; row < end; ++row) {
+        while (row >= first_row + fused_[e].module->rank) first_row += fused_[e++].module->rank;
+        const FusedEntry& entry = fused_[e];
+        const LoraModule& module = *entry.module;
+        const std::size_t r = row - first_row;
+        const std::uint32_t* tokens = order_.data() + group_begin_[entry.group];
+        const std::size_t count = group_begin_[entry.group + 1] - group_begin_[entry.group];
+        for (std::size_t t = 0; t < count; ++t) {
+          const float* token_x = x + row_of(tokens, t) * in;
+          rank_out_[entry.u + t * module.rank + r] =
+              module.factor_type == DType::f16 ? kernels.dot_f16(reinterpret_cast<const std::uint16_t*>(module.a.data()) + r * in, token_x, in)
+                                               : kernels.dot(reinterpret_cast<const float*>(module.a.data()) + r * in, token_x, in);
+        }
       }
-      cpu::matmul(executor, kernels, entry.module->a_view(), group_x, rank_out_.data() + entry.u, count, workspace);
-    }
+    });
     fused_kernels_ = &kernels;
     fused_out_ = out;
     return true;
   }
 
-  // The epilogue of the base product: y[t][o] += factor * B[o] · u[t] for the chunk's rows.
+  // The epilogue of the base product: y[t][o] += factor * sum_k B[o][k] u[t][k] for the chunk's rows.
   static void add_fused_rows(void* context, std::size_t row_begin, std::size_t row_end) {
     LoraBatch& self = *static_cast<LoraBatch*>(context);
     for (std::size_t e = 0; e < self.fused_count_; ++e) {
@@ -389,12 +416,7 @@ class LoraBatch {
       for (std::size_t t = 0; t < count; ++t) {
         const float* u = self.rank_out_.data() + entry.u + t * module.rank;
         float* y = self.fused_y_ + self.row_of(tokens, t) * self.fused_out_;
-        for (std::size_t o = row_begin; o < row_end; ++o) {
-          const float change = module.factor_type == DType::f16
-                                   ? self.fused_kernels_->dot_f16(reinterpret_cast<const std::uint16_t*>(module.b.data()) + o * module.rank, u, module.rank)
-                                   : self.fused_kernels_->dot(reinterpret_cast<const float*>(module.b.data()) + o * module.rank, u, module.rank);
-          y[o] += entry.factor * change;
-        }
+        for (std::size_t k = 0; k < module.rank; ++k) module.add_b_row(*self.fused_kernels_, k, entry.factor * u[k], y, row_begin, row_end);
       }
     }
   }
@@ -407,7 +429,7 @@ class LoraBatch {
   bool all_in_one_group_ = false;  // every token in one group, in batch order: no gathering
   std::vector<float> input_;       // [max_tokens, widest_in] a group's inputs, gathered
   std::vector<float> rank_out_;    // [max_tokens, max_rank] A x
-  std::vector<float> delta_;       // [max_tokens, widest_out] B (A x)
+  std::vector<float> delta_;       // [max_tokens, widest_out] B (A x), for DoRA
   std::vector<float> base_;        // [max_tokens, widest_out] W x, for DoRA
   // The fused path's state between prepare_fused() and the epilogues of one product.
   std::vector<FusedEntry> fused_ = std::vector<FusedEntry>(64);

@@ -136,7 +136,11 @@ inline Result<std::shared_ptr<const LoraAdapter>> build_adapter(std::string name
       }
     };
     store(factor.a, module.a);
-    store(factor.b, module.b);
+    std::vector<float> b_transposed(factor.b.size());  // [out, rank] -> [rank, out]
+    for (std::size_t o = 0; o < rows; ++o) {
+      for (std::size_t k = 0; k < factor.rank; ++k) b_transposed[k * rows + o] = factor.b[o * factor.rank + k];
+    }
+    store(b_transposed, module.b);
     if (!factor.magnitude.empty()) {
       // DoRA: n = ||W + scaling B A|| per row, with W as the model computes with it.
       module.magnitude = std::move(factor.magnitude);
