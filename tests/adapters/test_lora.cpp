@@ -11,9 +11,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <string>
 #include <vector>
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 using namespace lamina_test;
 
@@ -338,4 +342,57 @@ TEST_CASE("hostile GGUF adapters get clean errors") {
     CHECK(result.error().message.find(c.expected) != std::string::npos);
   }
   std::remove(path.c_str());
+}
+
+TEST_CASE("hostile PEFT directories get clean errors") {
+  LAMINA_REQUIRE_SHARED("adapters/lora-a-peft/adapter_config.json");
+  const std::shared_ptr<const lamina::Model> model = load_model(lamina_test::shared_path("models/synth-llama-f32.gguf"));
+  const std::string directory = lamina_test::temp_path("hostile-peft");
+  ::mkdir(directory.c_str(), 0777);
+  const auto write_file = [](const std::string& path, const std::string& bytes) {
+    std::FILE* file = std::fopen(path.c_str(), "wb");
+    REQUIRE(file != nullptr);
+    REQUIRE(std::fwrite(bytes.data(), 1, bytes.size(), file) == bytes.size());
+    std::fclose(file);
+  };
+  const std::string config = lamina_test::read_text_file(lamina_test::shared_path("adapters/lora-a-peft/adapter_config.json"));
+  const std::vector<unsigned char> tensors_bytes = lamina_test::read_binary_file(lamina_test::shared_path("adapters/lora-a-peft/adapter_model.safetensors"));
+  const std::string tensors(tensors_bytes.begin(), tensors_bytes.end());
+  // A safetensors file whose header is replaced: the same data with other shapes.
+  std::uint64_t header_length = 0;
+  std::memcpy(&header_length, tensors.data(), 8);
+  const auto with_header = [&](std::string header) {
+    while ((header.size() % 8) != 0) header += ' ';
+    std::string bytes(8, '\0');
+    const std::uint64_t length = header.size();
+    std::memcpy(&bytes[0], &length, 8);
+    return bytes + header + tensors.substr(8 + header_length);
+  };
+  std::string header = tensors.substr(8, header_length);
+  std::string wrong_rank = header;
+  const std::size_t shape_at = wrong_rank.find("\"shape\":[8,");
+  REQUIRE(shape_at != std::string::npos);
+  wrong_rank.replace(shape_at, 11, "\"shape\":[4,");
+
+  struct Case { std::string config; std::string tensors; const char* expected; };
+  const Case cases[] = {
+      {"{", tensors, "adapter_config.json"},
+      {"{\"peft_type\": \"LORA\", \"r\": \"eight\"}", tensors, "key 'r'"},
+      {config, tensors.substr(0, 5), "adapter_model.safetensors"},
+      {config, tensors.substr(0, tensors.size() - 100), "adapter_model.safetensors"},
+      {config, with_header("{\"x\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}"), "adapter_model.safetensors"},
+      {config, with_header(wrong_rank), "adapter_model.safetensors"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.expected);
+    write_file(directory + "/adapter_config.json", c.config);
+    write_file(directory + "/adapter_model.safetensors", c.tensors);
+    const auto result = lamina::peft::load_adapter(*model, directory);
+    REQUIRE_FALSE(result.ok());
+    INFO(result.error().message);
+    CHECK(result.error().message.find(c.expected) != std::string::npos);
+  }
+  std::remove((directory + "/adapter_config.json").c_str());
+  std::remove((directory + "/adapter_model.safetensors").c_str());
+  ::rmdir(directory.c_str());
 }
