@@ -234,6 +234,7 @@ int run_synth(int argc, char** argv);
 int run_bench(int argc, char** argv);
 int run_quantize(int argc, char** argv);
 int run_batch_logits(int argc, char** argv);
+int run_explain(int argc, char** argv);
 int run_lora(int argc, char** argv);  // lora.cpp: lora merge, lora combine
 
 }  // namespace lamina_cli

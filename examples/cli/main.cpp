@@ -9,6 +9,7 @@
 //   lamina bench    -m MODEL [-t N] [-p N] [-n N] [-r N] [--json]                       (bench.cpp)
 //   lamina quantize IN.gguf OUT.gguf TYPE [--pure] [-t N]                               (quantize.cpp)
 //   lamina batch-logits -m MODEL --spec SPEC.json --out-dir DIR                         (batch_logits.cpp)
+//   lamina explain  -m MODEL (--prompt TEXT | --tokens IDS) --out-dir DIR                (explain.cpp)
 //   lamina lora merge   -m BASE.gguf --lora PATH[:SCALE]... -o OUT.gguf [--type TYPE] [-t N]           (lora.cpp)
 //   lamina lora combine -m BASE.gguf --lora PATH[:WEIGHT]... --method METHOD -o OUT [--rank R] [--density D] [--seed S]
 #include "cli_common.hpp"
@@ -324,6 +325,7 @@ void print_main_help() {
       "  bench      measure prompt and generation speed (tokens/s), like llama-bench\n"
       "  quantize   convert a model's weights to another type (q4_0, q4_k_m, q8_0, …)\n"
       "  batch-logits  evaluate several sequences, each with its own adapters, in one forward pass\n"
+      "  explain    walk through a forward pass step by step and draw attention / logit-lens heatmaps\n"
       "  lora       merge adapters into a model (lora merge), or combine adapters into one (lora combine)\n",
       LAMINA_VERSION_STRING);
 }
@@ -346,8 +348,9 @@ int main(int argc, char** argv) {
   if (command == "bench") return lamina_cli::run_bench(argc, argv);
   if (command == "quantize") return lamina_cli::run_quantize(argc, argv);
   if (command == "batch-logits") return lamina_cli::run_batch_logits(argc, argv);
+  if (command == "explain") return lamina_cli::run_explain(argc, argv);
   if (command == "lora") return lamina_cli::run_lora(argc, argv);
-  std::fprintf(stderr, "lamina: unknown command '%s' (commands: logits, generate, tokenize, inspect, synth, bench, quantize, batch-logits, lora)\n",
+  std::fprintf(stderr, "lamina: unknown command '%s' (commands: logits, generate, tokenize, inspect, synth, bench, quantize, batch-logits, explain, lora)\n",
                command.c_str());
   return 1;
 }
