@@ -82,13 +82,20 @@ inline void add(float* y, const float* x, std::size_t count) {
   for (; i < count; ++i) y[i] += x[i];
 }
 
+// y += scale * x. The values past the last full vector go through the same vector operation
+// (copied into a padded vector), so each y[i] is computed the same way wherever the range
+// starts: LoRA adds rows of B to chunks of outputs whose bounds follow the thread count.
 inline void scaled_add(float* y, const float* x, float scale, std::size_t count) {
   const float_batch scale_batch(scale);
   std::size_t i = 0;
   for (; i + float_lanes <= count; i += float_lanes) {
     xsimd::fma(float_batch::load_unaligned(x + i), scale_batch, float_batch::load_unaligned(y + i)).store_unaligned(y + i);
   }
-  for (; i < count; ++i) y[i] += scale * x[i];
+  if (i == count) return;
+  alignas(64) float tail_y[float_lanes] = {}, tail_x[float_lanes] = {};
+  for (std::size_t j = i; j < count; ++j) tail_y[j - i] = y[j], tail_x[j - i] = x[j];
+  xsimd::fma(float_batch::load_aligned(tail_x), scale_batch, float_batch::load_aligned(tail_y)).store_aligned(tail_y);
+  for (std::size_t j = i; j < count; ++j) y[j] = tail_y[j - i];
 }
 
 // x = exp(x - maximum); returns the sum.
@@ -165,13 +172,18 @@ inline float dot_f16(const std::uint16_t* a, const float* b, std::size_t count) 
   return sum;
 }
 
+// y += scale * x, x in F16; the tail as in scaled_add.
 inline void scaled_add_f16(float* y, const std::uint16_t* x, float scale, std::size_t count) {
   const float_batch scale_batch(scale);
   std::size_t i = 0;
   for (; i + float_lanes <= count; i += float_lanes) {
     xsimd::fma(load_f16(x + i), scale_batch, float_batch::load_unaligned(y + i)).store_unaligned(y + i);
   }
-  for (; i < count; ++i) y[i] += scale * f16_to_f32(x[i]);
+  if (i == count) return;
+  alignas(64) float tail_y[float_lanes] = {}, tail_x[float_lanes] = {};
+  for (std::size_t j = i; j < count; ++j) tail_y[j - i] = y[j], tail_x[j - i] = f16_to_f32(x[j]);
+  xsimd::fma(float_batch::load_aligned(tail_x), scale_batch, float_batch::load_aligned(tail_y)).store_aligned(tail_y);
+  for (std::size_t j = i; j < count; ++j) y[j] = tail_y[j - i];
 }
 
 // --- attention of the query heads sharing one KV head (see AttentionTask) ---
