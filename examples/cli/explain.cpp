@@ -3,11 +3,9 @@
 //   lamina explain -m MODEL (--prompt TEXT | --tokens IDS) --out-dir DIR [--top N]
 #include "cli_common.hpp"
 
-#include "../explain/explain.hpp"
-
-#define STB_IMAGE_WRITE_IMPLEMENTATION
+#define STB_IMAGE_WRITE_IMPLEMENTATION  // this file compiles stb_image_write for the program
 #define STB_IMAGE_WRITE_STATIC
-#include <stb/stb_image_write.h>
+#include "../explain/explain.hpp"
 
 #include <cerrno>
 #include <cstdio>
@@ -15,12 +13,6 @@
 #include <string>
 #include <sys/stat.h>
 #include <vector>
-
-namespace lamina_explain {
-bool write_png(const std::string& path, const Image& image) {
-  return stbi_write_png(path.c_str(), image.width, image.height, 3, image.pixels.data(), image.width * 3) != 0;
-}
-}  // namespace lamina_explain
 
 namespace lamina_cli {
 

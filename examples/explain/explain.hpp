@@ -22,6 +22,10 @@
 
 #include <lamina/lamina.hpp>
 
+// stb_image_write (Debian: libstb-dev). One file of the program defines
+// STB_IMAGE_WRITE_IMPLEMENTATION (and STB_IMAGE_WRITE_STATIC) before including this header.
+#include <stb/stb_image_write.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -57,8 +61,9 @@ inline void heat_color(float value, unsigned char (&rgb)[3]) {
   for (int c = 0; c < 3; ++c) rgb[c] = static_cast<unsigned char>(stops[low][c] + (stops[low + 1][c] - stops[low][c]) * mix + 0.5f);
 }
 
-// Writes `image` as PNG; defined where stb_image_write's implementation is compiled.
-bool write_png(const std::string& path, const Image& image);
+inline bool write_png(const std::string& path, const Image& image) {
+  return stbi_write_png(path.c_str(), image.width, image.height, 3, image.pixels.data(), image.width * 3) != 0;
+}
 
 // --- the forward pass, one token at a time ---------------------------------------------------
 

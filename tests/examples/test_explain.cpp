@@ -3,13 +3,12 @@
 // something.
 #include <doctest/doctest.h>
 
+#define STB_IMAGE_WRITE_IMPLEMENTATION  // this file compiles stb_image_write for the tests
+#define STB_IMAGE_WRITE_STATIC
 #include "../../examples/explain/explain.hpp"
 #include "../reference_cases.hpp"
 #include "../test_support.hpp"
 
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#define STB_IMAGE_WRITE_STATIC
-#include <stb/stb_image_write.h>
 #define STB_IMAGE_IMPLEMENTATION
 #define STB_IMAGE_STATIC
 #include <stb/stb_image.h>
@@ -20,12 +19,6 @@
 
 #include <sys/stat.h>
 #include <unistd.h>
-
-namespace lamina_explain {
-bool write_png(const std::string& path, const Image& image) {
-  return stbi_write_png(path.c_str(), image.width, image.height, 3, image.pixels.data(), image.width * 3) != 0;
-}
-}  // namespace lamina_explain
 
 TEST_CASE("explain: the step-by-step forward pass gives llama.cpp's logits and non-blank heatmaps") {
   LAMINA_REQUIRE_SHARED("reference/llama-f32.json");
