@@ -11,6 +11,7 @@
 
 #include "../config.hpp"
 
+#include <cstddef>
 #include <new>
 #include <string>
 #include <type_traits>
@@ -126,6 +127,32 @@ class [[nodiscard]] Result<void> {
 };
 
 inline Result<void> success() { return Result<void>(); }
+
+namespace detail {
+
+// A file's key or tensor name as it appears in error messages: quoted, with control bytes,
+// backslashes and non-ASCII bytes escaped as \xNN (names in files are arbitrary bytes), cut
+// after 80 bytes so a hostile 1 MB name stays readable. Shared by the GGUF and safetensors readers.
+inline std::string quote_for_message(const std::string& text) {
+  static const char hex[] = "0123456789abcdef";
+  std::string out = "'";
+  const std::size_t shown = text.size() < 80 ? text.size() : 80;
+  for (std::size_t i = 0; i < shown; ++i) {
+    const unsigned char byte = static_cast<unsigned char>(text[i]);
+    if (byte >= 0x20 && byte < 0x7f && byte != '\\') {
+      out += static_cast<char>(byte);
+    } else {
+      out += "\\x";
+      out += hex[byte >> 4];
+      out += hex[byte & 15];
+    }
+  }
+  if (shown < text.size()) out += "...";
+  out += "'";
+  return out;
+}
+
+}  // namespace detail
 
 }  // namespace lamina
 

@@ -317,26 +317,8 @@ inline std::uint32_t float32_bits(float value) {
   return bits;
 }
 
-// A key or name as it appears in messages: quoted, control and non-ASCII bytes escaped as
-// \xNN (keys are arbitrary bytes), and cut after 80 bytes so a hostile 1 MB key stays readable.
-inline std::string quoted(const std::string& text) {
-  static const char hex[] = "0123456789abcdef";
-  std::string out = "'";
-  const std::size_t shown = std::min<std::size_t>(text.size(), 80);
-  for (std::size_t i = 0; i < shown; ++i) {
-    const unsigned char byte = static_cast<unsigned char>(text[i]);
-    if (byte >= 0x20 && byte < 0x7f && byte != '\\') {
-      out += static_cast<char>(byte);
-    } else {
-      out += "\\x";
-      out += hex[byte >> 4];
-      out += hex[byte & 15];
-    }
-  }
-  if (shown < text.size()) out += "...";
-  out += "'";
-  return out;
-}
+// A key or name as it appears in messages (lamina::detail::quote_for_message).
+inline std::string quoted(const std::string& text) { return lamina::detail::quote_for_message(text); }
 
 // "uint32", "array of string", "array of array of int32" …
 inline std::string describe_type(const Value& value) {

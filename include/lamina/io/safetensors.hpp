@@ -143,26 +143,8 @@ Result<void> write(const std::string& path, const std::vector<WriteTensor>& tens
 
 namespace detail {
 
-// A name or key as it appears in messages: quoted, control bytes, backslashes and non-ASCII
-// bytes escaped as \xNN, cut after 80 bytes so a hostile 1 MB name stays readable.
-inline std::string quote_name(const std::string& text) {
-  static const char hex[] = "0123456789abcdef";
-  std::string out = "'";
-  const std::size_t shown = std::min<std::size_t>(text.size(), 80);
-  for (std::size_t i = 0; i < shown; ++i) {
-    const unsigned char byte = static_cast<unsigned char>(text[i]);
-    if (byte >= 0x20 && byte < 0x7f && byte != '\\') {
-      out += static_cast<char>(byte);
-    } else {
-      out += "\\x";
-      out += hex[byte >> 4];
-      out += hex[byte & 15];
-    }
-  }
-  if (shown < text.size()) out += "...";
-  out += "'";
-  return out;
-}
+// A name or key as it appears in messages (lamina::detail::quote_for_message).
+inline std::string quote_name(const std::string& text) { return lamina::detail::quote_for_message(text); }
 
 // Every dtype the format defines, with its size in bits (F4 and F6 pack several per byte).
 struct DTypeEntry {
