@@ -16,6 +16,20 @@ lamina_package_installed() {
   [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
 }
 
+# True when apt has a version of the package to install. All of apt-cache's output is read: an
+# early exit such as `grep -q` kills apt-cache with SIGPIPE (status 141), which `set -o pipefail`
+# in the calling script turns into "no such package".
+lamina_package_available() {
+  local candidate
+  candidate=$(apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: *//p')
+  [ -n "$candidate" ] && [ "$candidate" != "(none)" ]
+}
+
+# True when this process can run commands as root (it is root, or sudo is there to ask).
+lamina_can_be_root() {
+  [ "$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1
+}
+
 # Runs a command as root: directly, or through sudo (non-interactively when there is no terminal).
 lamina_as_root() {
   if [ "$(id -u)" = 0 ]; then
@@ -42,10 +56,17 @@ lamina_install_missing() {
     echo "install-deps: missing (LAMINA_NO_INSTALL=1, not installing): ${missing[*]}" >&2
     return 1
   fi
+  if ! lamina_can_be_root; then
+    echo "install-deps: missing: ${missing[*]}" >&2
+    echo "install-deps: installing needs root or sudo; as root, run: apt-get update && apt-get install -y ${missing[*]}" >&2
+    return 1
+  fi
   echo "install-deps: installing ${missing[*]}"
-  lamina_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq || return 1
+  if ! lamina_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq; then
+    echo "install-deps: apt-get update failed; trying with the package lists this machine has" >&2
+  fi
   for package in "${missing[@]}"; do
-    if apt-cache policy "$package" 2>/dev/null | grep -q 'Candidate: [^(]'; then
+    if lamina_package_available "$package"; then
       available+=("$package")
     else
       unavailable+=("$package")
@@ -54,9 +75,19 @@ lamina_install_missing() {
   if [ ${#unavailable[@]} -gt 0 ]; then
     echo "install-deps: this distribution has no package named: ${unavailable[*]} (skipped)" >&2
   fi
-  [ ${#available[@]} -eq 0 ] && return 1
-  lamina_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${available[@]}" || return 1
-  [ ${#unavailable[@]} -eq 0 ]
+  if [ ${#available[@]} -gt 0 ] &&
+     ! lamina_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${available[@]}"; then
+    echo "install-deps: apt-get install failed for: ${available[*]}" >&2
+  fi
+  # What counts is what dpkg reports afterwards, not what apt-get said.
+  local still_missing=()
+  for package in "${missing[@]}"; do
+    lamina_package_installed "$package" || still_missing+=("$package")
+  done
+  if [ ${#still_missing[@]} -gt 0 ]; then
+    echo "install-deps: still not installed: ${still_missing[*]}" >&2
+    return 1
+  fi
 }
 
 # Makes sure clang++ can link an ASan+UBSan program and a libFuzzer one.
