@@ -18,6 +18,7 @@
 
 #include "core/dtype.hpp"
 #include "core/executor.hpp"
+#include "core/file_io.hpp"
 #include "core/half.hpp"
 #include "core/mapped_file.hpp"
 #include "core/result.hpp"

@@ -265,19 +265,23 @@ TEST_CASE("gguf::StreamWriter writes what gguf::Writer writes, and cleans up aft
 
   // A writer given up before finish() leaves nothing behind.
   const std::string abandoned = lamina_test::temp_path("stream-writer-abandoned.gguf");
+  std::string temporary;  // abandoned.partial-XXXXXXXX, beside it
   {
     lamina::gguf::StreamWriter partial;
     REQUIRE(partial.declare_tensor("a", DType::f32, {2, 3}).ok());
     REQUIRE(partial.open(abandoned).ok());
-    CHECK(lamina_test::file_exists(abandoned + ".partial"));
+    temporary = partial.temporary_path();
+    CHECK(temporary.rfind(abandoned + ".partial-", 0) == 0);
+    CHECK(lamina_test::file_exists(temporary));
   }
-  CHECK_FALSE(lamina_test::file_exists(abandoned + ".partial"));
+  CHECK_FALSE(lamina_test::file_exists(temporary));
   CHECK_FALSE(lamina_test::file_exists(abandoned));
   lamina::gguf::StreamWriter unfinished;
   REQUIRE(unfinished.declare_tensor("a", DType::f32, {2, 3}).ok());
   REQUIRE(unfinished.open(abandoned).ok());
+  temporary = unfinished.temporary_path();
   lamina::Result<void> early = unfinished.finish();
   REQUIRE_FALSE(early.ok());
   CHECK(contains_text(early.error().message, "never written"));
-  CHECK_FALSE(lamina_test::file_exists(abandoned + ".partial"));
+  CHECK_FALSE(lamina_test::file_exists(temporary));
 }

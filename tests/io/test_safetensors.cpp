@@ -379,3 +379,29 @@ TEST_CASE("safetensors: hostile files give clean errors that say what and where"
     CHECK(message.size() < 300);
   }
 }
+
+TEST_CASE("safetensors: JSON errors quote what nlohmann read, escaped") {
+  // nlohmann ends its message with the bytes it read ("last read: '...'"), raw: invalid UTF-8 and
+  // terminal control bytes would reach the user's terminal or log as they are.
+  const auto printable = [](const std::string& message) {
+    for (const char c : message) {
+      const unsigned char byte = static_cast<unsigned char>(c);
+      if (byte < 0x20 || byte >= 0x7f) return false;
+    }
+    return true;
+  };
+  // A tensor name with an invalid UTF-8 byte.
+  const std::string bad_utf8 = expect_error(file_bytes("{\"a\xff\x1b[31m\":{}}"), ErrorCode::invalid_format,
+                                            {"header at byte 11", "invalid JSON", "last read: '\"a\\xff'"});
+  CHECK(printable(bad_utf8));
+  // A raw control byte inside a string (JSON wants it escaped); nlohmann writes it as <U+001B>.
+  const std::string control = expect_error(file_bytes("{\"a\x1b\":{}}"), ErrorCode::invalid_format, {"invalid JSON", "last read"});
+  CHECK(printable(control));
+  // A hostile 200 kB token (valid UTF-8 up to its last byte) is cut: quote_for_message keeps 80 bytes.
+  std::string long_name;
+  for (int i = 0; i < 100000; ++i) long_name += "\xc3\xa9";  // U+00E9
+  const std::string long_token =
+      expect_error(file_bytes("{\"" + long_name + "\xff\":{}}"), ErrorCode::invalid_format, {"last read: '\"\\xc3\\xa9", "..."});
+  CHECK(printable(long_token));
+  CHECK(long_token.size() < 800);
+}

@@ -1,9 +1,12 @@
 // lamina/core/mapped_file.hpp — read-only memory mapping of a whole file.
 //
 // Model weights are used in place from the mapping: loading a model costs page-table work,
-// not a copy, and several processes share the same physical pages.
+// not a copy, and several processes share the same physical pages. Only a regular file is
+// mapped: a FIFO, device or directory is refused at once (file_io.hpp's open_regular_file),
+// never waited on.
 #pragma once
 
+#include "file_io.hpp"
 #include "result.hpp"
 
 #include <cstddef>
@@ -43,7 +46,8 @@ class MappedFile {
   }
   ~MappedFile() { unmap(); }
 
-  // Maps `path` read-only. An empty file maps to size() == 0 and data() == nullptr.
+  // Maps `path` read-only. An empty file maps to size() == 0 and data() == nullptr. Anything
+  // but a regular file is an error: "PATH: not a regular file (a FIFO)".
   static Result<MappedFile> open(const std::string& path);
 
   const std::uint8_t* data() const { return data_; }
@@ -74,22 +78,19 @@ class MappedFile {
 inline Result<MappedFile> MappedFile::open(const std::string& path) {
   MappedFile file;
   file.path_ = path;
-  HANDLE handle = CreateFileA(path.c_str(), GENERIC_READ, FILE_SHARE_READ, nullptr, OPEN_EXISTING,
-                              FILE_ATTRIBUTE_NORMAL, nullptr);
-  if (handle == INVALID_HANDLE_VALUE) return fail(ErrorCode::io, path + ": cannot open file");
-  LARGE_INTEGER size;
-  if (!GetFileSizeEx(handle, &size)) {
-    CloseHandle(handle);
-    return fail(ErrorCode::io, path + ": cannot read file size");
+  Result<detail::RegularFile> opened = detail::open_regular_file(path);
+  if (!opened) return opened.take_error();
+  if (opened->size_bytes > static_cast<std::uint64_t>(static_cast<std::size_t>(-1))) {
+    return fail(ErrorCode::unsupported, path + ": " + detail::describe_byte_count(opened->size_bytes) + " does not fit in the address space");
   }
-  file.size_ = static_cast<std::size_t>(size.QuadPart);
-  if (file.size_ == 0) {
-    CloseHandle(handle);
-    return file;
+  file.size_ = static_cast<std::size_t>(opened->size_bytes);
+  if (file.size_ == 0) return file;
+  // The mapping keeps the file open after `opened` closes its handle.
+  file.mapping_ = CreateFileMappingA(opened->file.get(), nullptr, PAGE_READONLY, 0, 0, nullptr);
+  if (file.mapping_ == nullptr) {
+    file.size_ = 0;
+    return fail(ErrorCode::io, path + ": cannot create file mapping");
   }
-  file.mapping_ = CreateFileMappingA(handle, nullptr, PAGE_READONLY, 0, 0, nullptr);
-  CloseHandle(handle);  // the mapping keeps the file open
-  if (file.mapping_ == nullptr) return fail(ErrorCode::io, path + ": cannot create file mapping");
   void* view = MapViewOfFile(file.mapping_, FILE_MAP_READ, 0, 0, 0);
   if (view == nullptr) return fail(ErrorCode::io, path + ": cannot map file");
   file.data_ = static_cast<const std::uint8_t*>(view);
@@ -109,26 +110,16 @@ inline void MappedFile::unmap() noexcept {
 inline Result<MappedFile> MappedFile::open(const std::string& path) {
   MappedFile file;
   file.path_ = path;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(ErrorCode::io, path + ": cannot open file: " + std::strerror(errno));
-  struct stat info;
-  if (::fstat(fd, &info) != 0) {
-    const int saved = errno;
-    ::close(fd);
-    return fail(ErrorCode::io, path + ": cannot stat file: " + std::strerror(saved));
+  Result<detail::RegularFile> opened = detail::open_regular_file(path);
+  if (!opened) return opened.take_error();
+  if (opened->size_bytes > static_cast<std::uint64_t>(static_cast<std::size_t>(-1))) {
+    return fail(ErrorCode::unsupported, path + ": " + detail::describe_byte_count(opened->size_bytes) + " does not fit in the address space");
   }
-  if (!S_ISREG(info.st_mode)) {
-    ::close(fd);
-    return fail(ErrorCode::io, path + ": not a regular file");
-  }
-  file.size_ = static_cast<std::size_t>(info.st_size);
-  if (file.size_ == 0) {
-    ::close(fd);
-    return file;
-  }
-  void* address = ::mmap(nullptr, file.size_, PROT_READ, MAP_SHARED, fd, 0);
+  file.size_ = static_cast<std::size_t>(opened->size_bytes);
+  if (file.size_ == 0) return file;
+  // The mapping keeps the file alive after `opened` closes its descriptor.
+  void* address = ::mmap(nullptr, file.size_, PROT_READ, MAP_SHARED, opened->file.get(), 0);
   const int saved = errno;
-  ::close(fd);  // the mapping keeps the file alive
   if (address == MAP_FAILED) {
     file.size_ = 0;
     return fail(ErrorCode::io, path + ": cannot map file: " + std::strerror(saved));

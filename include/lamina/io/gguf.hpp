@@ -187,7 +187,8 @@ class Writer {
   Result<void> add_tensor(const std::string& name, DType dtype, std::vector<std::int64_t> shape,
                           const void* data, std::size_t size_bytes);
   std::vector<std::uint8_t> to_bytes() const;
-  // Writes `path` + ".partial", then renames it over `path`: readers never see half a file.
+  // Writes a temporary file beside `path` (see OutputFile), then renames it over `path`: readers
+  // never see half a file, and anything at `path` that is not a regular file is refused.
   Result<void> write_file(const std::string& path) const;
 
  private:
@@ -1199,49 +1200,27 @@ inline std::vector<std::uint8_t> Writer::to_bytes() const {
 }
 
 inline Result<void> Writer::write_file(const std::string& path) const {
-  // Write a sibling file and rename it over `path`, so a reader (or a crash) never sees half a
-  // file, and a File that still maps the old `path` keeps its bytes.
-  const std::string temporary = path + ".partial";
-  std::FILE* file = std::fopen(temporary.c_str(), "wb");
-  if (file == nullptr) {
-    return fail(ErrorCode::io, path + ": cannot create " + temporary + ": " + std::strerror(errno));
-  }
-  const auto give_up = [&](const char* what) {
-    const int saved = errno;
-    if (file != nullptr) std::fclose(file);
-    std::remove(temporary.c_str());
-    return fail(ErrorCode::io, path + ": " + what + ": " + std::strerror(saved));
-  };
+  // OutputFile (core/file_io.hpp) writes a temporary beside `path` and renames it over `path`,
+  // so a reader (or a crash) never sees half a file and a File that still maps the old `path`
+  // keeps its bytes; it refuses a `path` that is a FIFO, device or directory.
+  Result<OutputFile> output = OutputFile::create(path);
+  if (!output) return output.take_error();
   const std::vector<std::uint8_t> header = header_bytes();
-  if (std::fwrite(header.data(), 1, header.size(), file) != header.size()) return give_up("cannot write the header");
+  LAMINA_TRY(output->write(header.data(), header.size()));
   static const std::uint8_t zeros[256] = {};  // padding source, never written to
   std::uint64_t written = header.size();
   for (const PendingTensor& tensor : tensors_) {
-    if (!tensor.bytes.empty() && std::fwrite(tensor.bytes.data(), 1, tensor.bytes.size(), file) != tensor.bytes.size()) {
-      return give_up("cannot write tensor data");
-    }
+    LAMINA_TRY(output->write(tensor.bytes.data(), tensor.bytes.size()));
     written += tensor.bytes.size();
     std::uint64_t padding = detail::align_up(written, alignment_) - written;
     written += padding;
     while (padding > 0) {
       const std::size_t chunk = static_cast<std::size_t>(std::min<std::uint64_t>(padding, sizeof zeros));
-      if (std::fwrite(zeros, 1, chunk, file) != chunk) return give_up("cannot write padding");
+      LAMINA_TRY(output->write(zeros, chunk));
       padding -= chunk;
     }
   }
-  if (std::fflush(file) != 0) return give_up("cannot write the file");
-  const int closed = std::fclose(file);
-  file = nullptr;
-  if (closed != 0) return give_up("cannot close the file");
-#if LAMINA_WINDOWS
-  if (!MoveFileExA(temporary.c_str(), path.c_str(), MOVEFILE_REPLACE_EXISTING)) {
-    std::remove(temporary.c_str());
-    return fail(ErrorCode::io, path + ": cannot replace the file with " + temporary);
-  }
-#else
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) return give_up("cannot rename the written file into place");
-#endif
-  return success();
+  return output->commit();
 }
 
 }  // namespace gguf

@@ -133,7 +133,8 @@ struct WriteTensor {
 // UTF-8, a dtype other than F32/F16/BF16, a negative extent, or a size that overflows.
 Result<std::vector<std::uint8_t>> serialize(const std::vector<WriteTensor>& tensors,
                                             const std::map<std::string, std::string>& metadata);
-// serialize(), written to `path` + ".partial" and renamed over `path`: readers never see half a file.
+// serialize(), written to a temporary file beside `path` and renamed over it (see OutputFile):
+// readers never see half a file, and anything at `path` that is not a regular file is refused.
 Result<void> write(const std::string& path, const std::vector<WriteTensor>& tensors,
                    const std::map<std::string, std::string>& metadata);
 
@@ -278,15 +279,40 @@ class CountingIterator {
 };
 
 // Shared by the JSON readers of lamina/io (this file and peft_config.hpp): nlohmann's parse
-// error as a short message. nlohmann's text quotes the token read so far, which can be a whole
-// hostile 100 MB string; the message keeps its first 200 bytes.
+// error as a short message. nlohmann's text ends with the token read so far, raw ("…; last
+// read: '"\xff'"): it can be a whole hostile 100 MB string, invalid UTF-8 or terminal control
+// bytes. The message keeps the first 200 bytes of nlohmann's text and quotes the token as names
+// are quoted (quote_for_message: escaped, at most 80 bytes).
 inline std::string short_json_error(const std::string& what) {
   std::string text = what;
   // "[json.exception.parse_error.101] parse error at line 1, column 5: syntax error …" -> from "syntax".
   const std::size_t colon = text.find(": ");
   if (text.compare(0, 16, "[json.exception.") == 0 && colon != std::string::npos) text = text.substr(colon + 2);
+  std::string token;
+  bool has_token = false;
+  static const char marker[] = "; last read: '";
+  const std::size_t at = text.find(marker);
+  if (at != std::string::npos && text.size() > at + sizeof marker - 1 && text.back() == '\'') {
+    token = text.substr(at + sizeof marker - 1, text.size() - (at + sizeof marker - 1) - 1);
+    text.resize(at);
+    has_token = true;
+  }
   if (text.size() > 200) text = text.substr(0, 200) + "...";
-  return text;
+  // nlohmann's own words are ASCII; escape anything else all the same.
+  std::string shown;
+  for (const char c : text) {
+    const unsigned char byte = static_cast<unsigned char>(c);
+    if (byte >= 0x20 && byte < 0x7f) {
+      shown += c;
+    } else {
+      static const char hex[] = "0123456789abcdef";
+      shown += "\\x";
+      shown += hex[byte >> 4];
+      shown += hex[byte & 15];
+    }
+  }
+  if (has_token) shown += "; last read: " + lamina::detail::quote_for_message(token);
+  return shown;
 }
 
 // The SAX handler that reads a safetensors header straight into TensorInfos. It accepts exactly
@@ -876,31 +902,10 @@ inline Result<void> write(const std::string& path, const std::vector<WriteTensor
                           const std::map<std::string, std::string>& metadata) {
   Result<std::vector<std::uint8_t>> bytes = serialize(tensors, metadata);
   if (!bytes) return bytes.take_error().with_context(path);
-  // Write a sibling file and rename it over `path`, so a reader (or a crash) never sees half a
-  // file, and a File that still maps the old `path` keeps its bytes.
-  const std::string temporary = path + ".partial";
-  std::FILE* file = std::fopen(temporary.c_str(), "wb");
-  if (file == nullptr) return fail(ErrorCode::io, path + ": cannot create " + temporary + ": " + std::strerror(errno));
-  const auto give_up = [&](const char* what) {
-    const int saved = errno;
-    if (file != nullptr) std::fclose(file);
-    std::remove(temporary.c_str());
-    return fail(ErrorCode::io, path + ": " + what + ": " + std::strerror(saved));
-  };
-  if (std::fwrite(bytes->data(), 1, bytes->size(), file) != bytes->size()) return give_up("cannot write the file");
-  if (std::fflush(file) != 0) return give_up("cannot write the file");
-  const int closed = std::fclose(file);
-  file = nullptr;
-  if (closed != 0) return give_up("cannot close the file");
-#if LAMINA_WINDOWS
-  if (!MoveFileExA(temporary.c_str(), path.c_str(), MOVEFILE_REPLACE_EXISTING)) {
-    std::remove(temporary.c_str());
-    return fail(ErrorCode::io, path + ": cannot replace the file with " + temporary);
-  }
-#else
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) return give_up("cannot rename the written file into place");
-#endif
-  return success();
+  // write_regular_file (core/file_io.hpp) writes a temporary beside `path` and renames it over
+  // `path`, so a reader (or a crash) never sees half a file and a File that still maps the old
+  // `path` keeps its bytes; it refuses a `path` that is a FIFO, device or directory.
+  return write_regular_file(path, bytes->data(), bytes->size());
 }
 
 }  // namespace safetensors

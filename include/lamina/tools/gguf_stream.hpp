@@ -9,23 +9,22 @@
 //   lamina::gguf::StreamWriter writer;
 //   writer.set("general.architecture", lamina::gguf::Value::from_string("llama"));
 //   LAMINA_TRY(writer.declare_tensor("token_embd.weight", lamina::DType::q8_0, {32000, 2048}));
-//   LAMINA_TRY(writer.open("model.gguf"));            // writes model.gguf.partial
+//   LAMINA_TRY(writer.open("model.gguf"));            // writes a temporary beside model.gguf
 //   LAMINA_TRY(writer.write_tensor(bytes, size));      // once per declared tensor, in order
 //   LAMINA_TRY(writer.finish());                       // renames it to model.gguf
 //
 // The layout is the one gguf::Writer (and llama.cpp) write: each tensor padded to the alignment.
-// A writer destroyed before finish() removes its partial file.
+// A writer destroyed before finish() removes its partial file. Where the file may go and how
+// write errors are reported is OutputFile's (core/file_io.hpp): a FIFO or device is refused.
 #pragma once
 
 #include "../core/dtype.hpp"
+#include "../core/file_io.hpp"
 #include "../core/result.hpp"
 #include "../core/tensor.hpp"
 #include "../io/gguf.hpp"
 
-#include <cerrno>
 #include <cstdint>
-#include <cstdio>
-#include <cstring>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -45,7 +44,7 @@ class StreamWriter {
 
   // Metadata, before open(). Replaces an existing key in place (as gguf::Writer::set does).
   void set(const std::string& key, Value value) {
-    LAMINA_ASSERT(file_ == nullptr, "gguf::StreamWriter::set after open()");
+    LAMINA_ASSERT(!output_.is_open(), "gguf::StreamWriter::set after open()");
     LAMINA_ASSERT(!key.empty() && detail::is_writable_value(value, 0), "gguf::StreamWriter::set: invalid key or value");
     if (key == "general.alignment" && value.type == ValueType::uint32 && detail::is_power_of_two(value.unsigned_value)) {
       alignment_ = static_cast<std::uint32_t>(value.unsigned_value);
@@ -55,7 +54,7 @@ class StreamWriter {
     else metadata_[inserted.first->second].second = std::move(value);
   }
   void remove(const std::string& key) {
-    LAMINA_ASSERT(file_ == nullptr, "gguf::StreamWriter::remove after open()");
+    LAMINA_ASSERT(!output_.is_open(), "gguf::StreamWriter::remove after open()");
     const auto found = key_index_.find(key);
     if (found == key_index_.end()) return;
     metadata_.erase(metadata_.begin() + static_cast<std::ptrdiff_t>(found->second));
@@ -68,7 +67,7 @@ class StreamWriter {
   // One tensor of the table, before open(); `shape` outermost first. Checks what
   // gguf::Writer::add_tensor checks, except the data, which comes later.
   Result<void> declare_tensor(const std::string& name, DType dtype, std::vector<std::int64_t> shape) {
-    LAMINA_ASSERT(file_ == nullptr, "gguf::StreamWriter::declare_tensor after open()");
+    LAMINA_ASSERT(!output_.is_open(), "gguf::StreamWriter::declare_tensor after open()");
     const auto problem = [&](const std::string& what) {
       return fail(ErrorCode::invalid_argument, "gguf::StreamWriter: tensor " + detail::quoted(name) + ": " + what);
     };
@@ -109,15 +108,16 @@ class StreamWriter {
     return total;
   }
 
-  // Creates `path` + ".partial" and writes the header; finish() renames it to `path`.
+  // Creates a temporary beside `path` (temporary_path()) and writes the header; finish()
+  // renames it to `path`.
   Result<void> open(const std::string& path) {
-    LAMINA_ASSERT(file_ == nullptr, "gguf::StreamWriter::open twice");
+    LAMINA_ASSERT(!output_.is_open(), "gguf::StreamWriter::open twice");
     path_ = path;
-    temporary_ = path + ".partial";
-    file_ = std::fopen(temporary_.c_str(), "wb");
-    if (file_ == nullptr) return fail(ErrorCode::io, path + ": cannot create " + temporary_ + ": " + std::strerror(errno));
+    Result<OutputFile> output = OutputFile::create(path);
+    if (!output) return output.take_error();
+    output_ = std::move(*output);
     const std::vector<std::uint8_t> header = header_bytes();
-    if (std::fwrite(header.data(), 1, header.size(), file_) != header.size()) return give_up("cannot write the header");
+    LAMINA_TRY(output_.write(header.data(), header.size()));
     written_ = header.size();
     next_tensor_ = 0;
     return success();
@@ -125,7 +125,7 @@ class StreamWriter {
 
   // The bytes of the next declared tensor: exactly tensor_bytes(next) of them.
   Result<void> write_tensor(const void* data, std::size_t size_bytes) {
-    if (file_ == nullptr) return fail(ErrorCode::invalid_state, "gguf::StreamWriter::write_tensor: the file is not open");
+    if (!output_.is_open()) return fail(ErrorCode::invalid_state, "gguf::StreamWriter::write_tensor: the file is not open");
     if (next_tensor_ >= tensors_.size()) {
       return fail(ErrorCode::invalid_state, path_ + ": all " + std::to_string(tensors_.size()) + " declared tensors were already written");
     }
@@ -135,14 +135,14 @@ class StreamWriter {
                                                    std::to_string(tensor.size_bytes) + " bytes, got " + std::to_string(size_bytes));
     }
     if (size_bytes != 0 && data == nullptr) return fail(ErrorCode::invalid_argument, path_ + ": null data for " + detail::quoted(tensor.name));
-    if (size_bytes != 0 && std::fwrite(data, 1, size_bytes, file_) != size_bytes) return give_up("cannot write tensor data");
+    LAMINA_TRY(output_.write(data, size_bytes));
     written_ += size_bytes;
     std::uint64_t padding = detail::align_up(written_, alignment_) - written_;
     static const std::uint8_t zeros[256] = {};
     written_ += padding;
     while (padding > 0) {
       const std::size_t chunk = static_cast<std::size_t>(padding < sizeof zeros ? padding : sizeof zeros);
-      if (std::fwrite(zeros, 1, chunk, file_) != chunk) return give_up("cannot write padding");
+      LAMINA_TRY(output_.write(zeros, chunk));
       padding -= chunk;
     }
     ++next_tensor_;
@@ -150,28 +150,18 @@ class StreamWriter {
   }
   std::size_t next_tensor() const { return next_tensor_; }
   const std::string& next_tensor_name() const { return tensors_[next_tensor_].name; }
+  // The file being written between open() and finish(); empty otherwise.
+  const std::string& temporary_path() const { return output_.temporary_path(); }
 
   // Closes the file and renames it into place. Every declared tensor must have been written.
   Result<void> finish() {
-    if (file_ == nullptr) return fail(ErrorCode::invalid_state, "gguf::StreamWriter::finish: the file is not open");
+    if (!output_.is_open()) return fail(ErrorCode::invalid_state, "gguf::StreamWriter::finish: the file is not open");
     if (next_tensor_ != tensors_.size()) {
       const std::string missing = tensors_[next_tensor_].name;
       abandon();
       return fail(ErrorCode::invalid_state, path_ + ": tensor " + detail::quoted(missing) + " was declared but never written");
     }
-    if (std::fflush(file_) != 0) return give_up("cannot write the file");
-    const int closed = std::fclose(file_);
-    file_ = nullptr;
-    if (closed != 0) return give_up("cannot close the file");
-#if LAMINA_WINDOWS
-    if (!MoveFileExA(temporary_.c_str(), path_.c_str(), MOVEFILE_REPLACE_EXISTING)) {
-      std::remove(temporary_.c_str());
-      return fail(ErrorCode::io, path_ + ": cannot replace the file with " + temporary_);
-    }
-#else
-    if (std::rename(temporary_.c_str(), path_.c_str()) != 0) return give_up("cannot rename the written file into place");
-#endif
-    return success();
+    return output_.commit();
   }
 
  private:
@@ -208,17 +198,7 @@ class StreamWriter {
     return out;
   }
 
-  Error give_up(const char* what) {
-    const int saved = errno;
-    abandon();
-    return fail(ErrorCode::io, path_ + ": " + what + ": " + std::strerror(saved));
-  }
-  void abandon() {
-    if (file_ == nullptr) return;
-    std::fclose(file_);
-    file_ = nullptr;
-    std::remove(temporary_.c_str());
-  }
+  void abandon() { output_.abandon(); }
 
   std::uint32_t version_ = 3;
   std::uint32_t alignment_ = detail::default_alignment;
@@ -227,8 +207,7 @@ class StreamWriter {
   std::vector<Declared> tensors_;
   std::unordered_map<std::string, std::size_t> tensor_index_;
   std::string path_;
-  std::string temporary_;
-  std::FILE* file_ = nullptr;
+  OutputFile output_;  // open between open() and finish()
   std::uint64_t written_ = 0;
   std::size_t next_tensor_ = 0;
 };

@@ -21,6 +21,7 @@
 #include "../adapters/lora_load.hpp"
 #include "../adapters/peft.hpp"
 #include "../core/executor.hpp"
+#include "../core/file_io.hpp"
 #include "../core/result.hpp"
 #include "../io/gguf.hpp"
 #include "../io/safetensors.hpp"
@@ -467,21 +468,10 @@ inline Result<void> make_directories(const std::string& path) {
   return success();
 }
 
+// Through write_regular_file (core/file_io.hpp): replaced whole or not at all, and never over a
+// FIFO or device.
 inline Result<void> write_text_file(const std::string& path, const std::string& text) {
-  const std::string temporary = path + ".partial";
-  std::FILE* file = std::fopen(temporary.c_str(), "wb");
-  if (file == nullptr) return fail(ErrorCode::io, path + ": cannot create " + temporary + ": " + std::strerror(errno));
-  const bool written = std::fwrite(text.data(), 1, text.size(), file) == text.size();
-  const bool closed = std::fclose(file) == 0;
-  if (!written || !closed) {
-    std::remove(temporary.c_str());
-    return fail(ErrorCode::io, path + ": cannot write the file");
-  }
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-    std::remove(temporary.c_str());
-    return fail(ErrorCode::io, path + ": cannot rename the written file into place: " + std::strerror(errno));
-  }
-  return success();
+  return write_regular_file(path, text.data(), text.size());
 }
 
 inline const char* hf_short_name(Projection projection) {
