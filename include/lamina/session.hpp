@@ -17,6 +17,7 @@
 #include "adapters/lora.hpp"
 #include "adapters/lora_load.hpp"
 #include "core/executor.hpp"
+#include "core/file_io.hpp"
 #include "core/result.hpp"
 #include "io/gguf.hpp"
 #include "model/hparams.hpp"
@@ -29,6 +30,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -36,6 +38,25 @@
 #include <vector>
 
 namespace lamina {
+
+namespace detail {
+// True when none of `count` floats is NaN or infinite. Reads the exponent bits, so the loop
+// vectorizes without fast-math and costs little next to the output projection that made them.
+inline bool all_finite(const float* values, std::size_t count) {
+  std::uint32_t all_exponent_bits_set = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    std::uint32_t bits;
+    std::memcpy(&bits, values + i, sizeof bits);
+    all_exponent_bits_set |= static_cast<std::uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  return all_exponent_bits_set == 0;
+}
+
+// A size for messages; `bytes` may be an estimate too large for any integer.
+inline std::string describe_estimated_bytes(double bytes) {
+  return describe_byte_count(bytes >= 1.8e19 ? std::numeric_limits<std::uint64_t>::max() : static_cast<std::uint64_t>(bytes));
+}
+}  // namespace detail
 
 struct ModelParams {
   bool load_tokenizer = true;  // false for files without tokenizer metadata; encode/decode are then unavailable
@@ -98,7 +119,13 @@ struct SessionParams {
   DType kv_cache_type = DType::f16;   // f16 (default) or f32
   CpuArch cpu_arch = CpuArch::automatic;  // force a lower instruction set (tests, comparisons)
   std::uint32_t max_lora_rank = 256;  // largest adapter rank the session's stacks accept (sizes scratch)
+  // Session::create refuses to allocate more than this for the KV cache and the forward
+  // buffers together, so a model file's context_length (or an option) cannot ask for terabytes.
+  std::uint64_t memory_limit_bytes = std::uint64_t{8} << 30;
 };
+
+// The longest context a session can have (KV cells are counted in 32 bits with room to spare).
+inline constexpr std::uint32_t max_session_context_length = 1u << 24;
 
 // Reads a LoRA adapter in llama.cpp's GGUF format and checks it against `model`. (PEFT
 // directories: lamina::peft::load_adapter in <lamina/adapters/peft.hpp>.)
@@ -117,13 +144,35 @@ class Session {
     if (params.batch_size == 0 || params.batch_size > 65536) {
       return fail(ErrorCode::invalid_argument, "batch_size must be in [1, 65536]");
     }
-    if (params.context_length > (1u << 24)) return fail(ErrorCode::invalid_argument, "context_length is too large");
+    // 0 takes the model's training context, which comes from the file: check it like an option.
+    const bool context_from_model = params.context_length == 0;
+    const std::uint32_t context_length = context_from_model ? hparams.context_length : params.context_length;
+    const std::string context_source = context_from_model
+                                           ? "the model's context length (key '" + hparams.architecture_name + ".context_length')"
+                                           : std::string("SessionParams::context_length");
+    if (context_length > max_session_context_length) {
+      return fail(ErrorCode::invalid_argument, context_source + " is " + std::to_string(context_length) + ", more than the " +
+                                                   std::to_string(max_session_context_length) + " a session can hold" +
+                                                   (context_from_model ? "; set SessionParams::context_length (--ctx)" : ""));
+    }
+    const std::uint32_t max_outputs = params.logits_for_every_token ? params.batch_size
+                                      : (params.sequence_count < params.batch_size ? params.sequence_count : params.batch_size);
+    const std::size_t concurrency = 16;  // an upper bound: the matmul scratch stops growing at 64 chunks
+    const double cache_bytes = KvCache::bytes_needed(hparams, context_length, params.kv_cache_type);
+    const double needed_bytes = cache_bytes +
+                                ForwardBuffers::bytes_needed(hparams, params.batch_size, max_outputs, context_length, concurrency) +
+                                4.0 * params.sequence_count * hparams.vocab_size;
+    if (needed_bytes > static_cast<double>(params.memory_limit_bytes)) {
+      return fail(ErrorCode::out_of_memory,
+                  "a session with " + context_source + " " + std::to_string(context_length) + " needs " +
+                      detail::describe_estimated_bytes(needed_bytes) + " (KV cache " + detail::describe_estimated_bytes(cache_bytes) +
+                      "), more than SessionParams::memory_limit_bytes (" + detail::describe_estimated_bytes(static_cast<double>(params.memory_limit_bytes)) +
+                      "); use a shorter context_length (--ctx) or a larger memory_limit_bytes");
+    }
     Session session;
     session.model_ = std::move(model);
     session.params_ = params;
-    if (session.params_.context_length == 0) session.params_.context_length = hparams.context_length;
-    const std::uint32_t max_outputs = params.logits_for_every_token ? params.batch_size
-                                      : (params.sequence_count < params.batch_size ? params.sequence_count : params.batch_size);
+    session.params_.context_length = context_length;
     if (params.cpu_arch != CpuArch::automatic && !cpu_supports(params.cpu_arch)) {
       return fail(ErrorCode::invalid_argument, std::string("cpu_arch ") + cpu_arch_name(params.cpu_arch) + " is not supported by this processor");
     }
@@ -179,6 +228,13 @@ class Session {
     for (std::size_t t = 0; t < batch.size(); ++t) {
       if (!batch.want_logits[t]) continue;
       const SequenceId sequence = batch.sequences[t];
+      if (!detail::all_finite(buffers_.logits.data() + output * vocab, vocab)) {
+        // Sampling from them would pick an arbitrary token; the tokens stay in the KV cache (rewind to drop them).
+        has_last_logits_[static_cast<std::size_t>(sequence)] = 0;
+        return fail(ErrorCode::not_finite, "the logits after position " + std::to_string(batch.positions[t]) + " of sequence " +
+                                               std::to_string(sequence) + " are not finite (NaN or infinity): the model's weights hold "
+                                               "NaN/inf values, or an adapter scale is too large");
+      }
       std::memcpy(last_logits_.data() + static_cast<std::size_t>(sequence) * vocab, buffers_.logits.data() + output * vocab,
                   vocab * sizeof(float));
       has_last_logits_[static_cast<std::size_t>(sequence)] = 1;

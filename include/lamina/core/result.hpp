@@ -28,6 +28,7 @@ enum class ErrorCode {
   invalid_argument,  // an option or argument out of its range
   out_of_memory,     // an allocation failed
   invalid_state,     // the call does not fit the object's state (e.g. KV cache full)
+  not_finite,        // a computation gave NaN or infinity (NaN weights, an adapter scale far too large)
 };
 
 inline const char* to_string(ErrorCode code) {
@@ -40,6 +41,7 @@ inline const char* to_string(ErrorCode code) {
     case ErrorCode::invalid_argument: return "invalid_argument";
     case ErrorCode::out_of_memory: return "out_of_memory";
     case ErrorCode::invalid_state: return "invalid_state";
+    case ErrorCode::not_finite: return "not_finite";
   }
   return "unknown";
 }

@@ -44,6 +44,13 @@ struct ModelHparams {
 
 inline Result<ModelHparams> read_hparams(const gguf::File& file) {
   ModelHparams hparams;
+  // llama.cpp's adapters are GGUF files too; say so rather than "key not found".
+  if (const gguf::Value* type = file.find("general.type")) {
+    if (type->type == gguf::ValueType::string && type->string_value == "adapter") {
+      return fail(ErrorCode::invalid_argument, file.name() + ": this is a LoRA adapter (general.type is 'adapter'), not a model; "
+                                                             "load a model and apply the adapter to it (--lora, load_gguf_adapter)");
+    }
+  }
   Result<std::string> architecture = file.get_string("general.architecture");
   if (!architecture) return architecture.take_error();
   hparams.architecture_name = *architecture;
@@ -81,14 +88,29 @@ inline Result<ModelHparams> read_hparams(const gguf::File& file) {
                                                " is not a multiple of attention.head_count_kv " +
                                                std::to_string(hparams.head_count_kv));
   }
+  // The head size is attention.key_length, or embedding_length / head_count when that is absent.
+  const bool key_length_given = file.contains(prefix + "attention.key_length");
+  if (!key_length_given && hparams.embedding_length % hparams.head_count != 0) {
+    return fail(ErrorCode::invalid_format, file.name() + ": key '" + prefix + "attention.head_count' is " +
+                                               std::to_string(hparams.head_count) + ", which does not divide '" + prefix +
+                                               "embedding_length' " + std::to_string(hparams.embedding_length) + " (and '" + prefix +
+                                               "attention.key_length' is not given)");
+  }
   Result<std::uint32_t> head_size = file.get_u32_or(prefix + "attention.key_length", hparams.embedding_length / hparams.head_count);
   if (!head_size) return head_size.take_error();
   hparams.head_size = *head_size;
+  const std::string head_size_source = key_length_given ? "key '" + prefix + "attention.key_length'"
+                                                        : "the head size " + prefix + "embedding_length / " + prefix + "attention.head_count";
+  if (hparams.head_size == 0 || hparams.head_size > 256) {
+    return fail(ErrorCode::unsupported, file.name() + ": " + head_size_source + " is " + std::to_string(hparams.head_size) +
+                                            "; lamina supports head sizes 1 to 256");
+  }
   Result<std::uint32_t> value_length = file.get_u32_or(prefix + "attention.value_length", hparams.head_size);
   if (!value_length) return value_length.take_error();
-  if (hparams.head_size == 0 || hparams.head_size > 256 || *value_length != hparams.head_size) {
-    return fail(ErrorCode::unsupported, file.name() + ": attention key/value lengths " + std::to_string(hparams.head_size) +
-                                            "/" + std::to_string(*value_length) + " are not supported");
+  if (*value_length != hparams.head_size) {
+    return fail(ErrorCode::unsupported, file.name() + ": key '" + prefix + "attention.value_length' is " + std::to_string(*value_length) +
+                                            ", not the key length " + std::to_string(hparams.head_size) +
+                                            "; lamina supports equal key and value lengths only");
   }
 
   Result<float> epsilon = file.get_f32_or(prefix + "attention.layer_norm_rms_epsilon", 1e-5f);

@@ -48,6 +48,13 @@ class KvCache {
     return cache;
   }
 
+  // What create() allocates, computed in floating point so that no count can overflow it.
+  static double bytes_needed(const ModelHparams& hparams, std::uint32_t cell_count, DType element_type = DType::f16) {
+    const double element_bytes = element_type == DType::f32 ? 4.0 : 2.0;
+    return 2.0 * hparams.block_count * static_cast<double>(cell_count) * hparams.kv_width() * element_bytes +
+           static_cast<double>(cell_count) * (sizeof(SequenceId) + sizeof(Position));
+  }
+
   std::uint32_t cell_count() const { return cell_count_; }
   std::uint32_t kv_width() const { return kv_width_; }
   DType element_type() const { return element_type_; }

@@ -69,17 +69,38 @@ inline std::string describe_shape(const std::vector<std::int64_t>& shape) {
   return text + "]";
 }
 
+inline std::string describe_dtype(DType type) {
+  return is_known_dtype(static_cast<std::uint32_t>(type)) ? std::string(dtype_name(type))
+                                                          : "id " + std::to_string(static_cast<std::uint32_t>(type));
+}
+
+// "f32, f16, q4_0, …": the weight types cpu::can_multiply accepts, for messages.
+inline std::string supported_weight_types() {
+  std::string names;
+  for (std::uint32_t id = 0; id < 64; ++id) {
+    if (!is_known_dtype(id) || !cpu::can_multiply(static_cast<DType>(id))) continue;
+    names += (names.empty() ? "" : ", ") + std::string(dtype_name(static_cast<DType>(id)));
+  }
+  return names;
+}
+
 // Finds tensor `name` and checks its shape (outermost first) and that lamina can compute with its type.
-inline Result<TensorView> bind_tensor(const gguf::File& file, const std::string& name, std::vector<std::int64_t> shape) {
+// `shape_source` says which hyperparameters the expected shape comes from, for the message.
+inline Result<TensorView> bind_tensor(const gguf::File& file, const std::string& name, std::vector<std::int64_t> shape,
+                                      const char* shape_source = nullptr) {
   const gguf::TensorInfo* info = file.find_tensor(name);
   if (info == nullptr) return fail(ErrorCode::missing, file.name() + ": tensor '" + name + "' not found");
   if (info->shape != shape) {
     return fail(ErrorCode::type_mismatch, file.name() + ": tensor '" + name + "' has shape " + describe_shape(info->shape) +
-                                              ", expected " + describe_shape(shape));
+                                              ", expected " + describe_shape(shape) +
+                                              (shape_source != nullptr ? std::string(" = ") + shape_source : std::string()));
   }
-  if (!quant::can_dequantize(info->dtype)) {
-    return fail(ErrorCode::unsupported, file.name() + ": tensor '" + name + "' has type " + dtype_name(info->dtype) +
-                                            ", which lamina cannot compute with");
+  // Matrices go through matmul(); vectors are converted to float once.
+  const bool computable = shape.size() >= 2 ? cpu::can_multiply(info->dtype) : quant::can_dequantize(info->dtype);
+  if (!computable) {
+    return fail(ErrorCode::unsupported, file.name() + ": tensor '" + name + "' has type " + describe_dtype(info->dtype) +
+                                            ", which lamina has no " + (shape.size() >= 2 ? "matrix kernel" : "conversion") +
+                                            " for (weights: " + supported_weight_types() + ")");
   }
   return info->view();
 }
@@ -108,6 +129,23 @@ inline Result<ModelWeights> bind_weights(const gguf::File& file, const ModelHpar
   const std::int64_t vocab = hparams.vocab_size;
   ModelWeights weights;
 
+  // block_count comes from the metadata: the file must hold that many layers' tensors before
+  // anything is set aside for them (a hostile count would otherwise size a huge vector).
+  std::uint64_t layers_in_file = 0;
+  for (const gguf::TensorInfo& tensor : file.tensors()) {
+    const std::string& name = tensor.name;
+    const std::string suffix = ".attn_norm.weight";
+    if (name.size() > suffix.size() + 4 && name.compare(0, 4, "blk.") == 0 &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      ++layers_in_file;
+    }
+  }
+  if (layers_in_file != hparams.block_count) {
+    return fail(ErrorCode::invalid_format, file.name() + ": key '" + hparams.architecture_name + ".block_count' is " +
+                                               std::to_string(hparams.block_count) + ", but the file holds the tensors of " +
+                                               std::to_string(layers_in_file) + " layers (blk.N.attn_norm.weight)");
+  }
+
   Result<TensorView> token_embedding = detail::bind_tensor(file, "token_embd.weight", {vocab, embedding});
   if (!token_embedding) return token_embedding.take_error();
   weights.token_embedding = *token_embedding;
@@ -129,18 +167,18 @@ inline Result<ModelWeights> bind_weights(const gguf::File& file, const ModelHpar
   for (std::uint32_t index = 0; index < hparams.block_count; ++index) {
     LayerWeights& layer = weights.layers[index];
     const std::string prefix = "blk." + std::to_string(index) + ".";
-    struct MatrixSlot { const char* name; TensorView* target; std::int64_t rows; std::int64_t columns; };
+    struct MatrixSlot { const char* name; TensorView* target; std::int64_t rows; std::int64_t columns; const char* shape_source; };
     const MatrixSlot matrices[] = {
-        {"attn_q.weight", &layer.query, query_width, embedding},
-        {"attn_k.weight", &layer.key, kv_width, embedding},
-        {"attn_v.weight", &layer.value, kv_width, embedding},
-        {"attn_output.weight", &layer.attention_output, embedding, query_width},
-        {"ffn_gate.weight", &layer.ffn_gate, ffn, embedding},
-        {"ffn_up.weight", &layer.ffn_up, ffn, embedding},
-        {"ffn_down.weight", &layer.ffn_down, embedding, ffn},
+        {"attn_q.weight", &layer.query, query_width, embedding, "[attention.head_count × head size, embedding_length]"},
+        {"attn_k.weight", &layer.key, kv_width, embedding, "[attention.head_count_kv × head size, embedding_length]"},
+        {"attn_v.weight", &layer.value, kv_width, embedding, "[attention.head_count_kv × head size, embedding_length]"},
+        {"attn_output.weight", &layer.attention_output, embedding, query_width, "[embedding_length, attention.head_count × head size]"},
+        {"ffn_gate.weight", &layer.ffn_gate, ffn, embedding, "[feed_forward_length, embedding_length]"},
+        {"ffn_up.weight", &layer.ffn_up, ffn, embedding, "[feed_forward_length, embedding_length]"},
+        {"ffn_down.weight", &layer.ffn_down, embedding, ffn, "[embedding_length, feed_forward_length]"},
     };
     for (const MatrixSlot& slot : matrices) {
-      Result<TensorView> view = detail::bind_tensor(file, prefix + slot.name, {slot.rows, slot.columns});
+      Result<TensorView> view = detail::bind_tensor(file, prefix + slot.name, {slot.rows, slot.columns}, slot.shape_source);
       if (!view) return view.take_error();
       *slot.target = *view;
     }
@@ -224,6 +262,22 @@ class ForwardBuffers {
     if (hparams.query_width() > widest_input) widest_input = hparams.query_width();
     buffers.workspace = cpu::MatmulWorkspace(widest_input, n, 4 * (concurrency == 0 ? 1 : concurrency));
     return buffers;
+  }
+
+  // About what create() allocates (within a few KiB), in floating point so nothing overflows.
+  static double bytes_needed(const ModelHparams& hparams, std::uint32_t max_tokens, std::uint32_t max_outputs,
+                             std::uint32_t kv_cell_count, std::size_t concurrency = 1) {
+    const double n = max_tokens;
+    const double widest = std::max({hparams.embedding_length, hparams.feed_forward_length, hparams.query_width()});
+    const double per_token_floats = 3.0 * hparams.embedding_length + 2.0 * hparams.query_width() + 2.0 * hparams.kv_width() +
+                                    2.0 * hparams.feed_forward_length + 2.0 * (hparams.rope_dimension_count / 2 + 1) + 5.0;
+    const double output_floats = static_cast<double>(max_outputs) * (static_cast<double>(hparams.embedding_length) + hparams.vocab_size);
+    const double attention_floats = static_cast<double>(attention_chunks) * (hparams.head_count / hparams.head_count_kv) *
+                                        static_cast<double>(kv_cell_count) + kv_cell_count;
+    const double chunks = std::min<double>(4.0 * (concurrency == 0 ? 1 : static_cast<double>(concurrency)), cpu::max_parallel_chunks);
+    const double workspace_bytes = chunks * cpu::matmul_scratch_floats(static_cast<std::size_t>(widest)) * 4.0 +
+                                   n * (widest + 256.0) / 32.0 * 36.0;
+    return 4.0 * (n * per_token_floats + output_floats + attention_floats) + workspace_bytes;
   }
 
   std::uint32_t max_tokens() const { return max_tokens_; }

@@ -57,6 +57,13 @@ inline void (*dequantize_row_function(DType type))(const void*, float*, std::siz
   }
 }
 
+// True when matmul() takes weights of `type` on every kernel table: the integer and float
+// kernels cover what they know, the generic path covers the rest through this dequantizer.
+// The model binder asks this, so a file cannot bring a weight type the kernels lack. Q8_1 and
+// Q8_K are activation formats (what the integer kernels quantize x to), not weight types:
+// llama.cpp has no weight kernel for them either, and they are refused here.
+inline bool can_multiply(DType weight_type) { return dequantize_row_function(weight_type) != nullptr; }
+
 // Buffers for matrix products of rows up to `max_in` values and up to `max_tokens` tokens:
 // quantized activations and kernel scratch for each of `chunk_count` parallel chunks. Sized
 // once; a matmul allocates nothing. The chunk count only decides how rows are shared out,
