@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -395,4 +396,246 @@ TEST_CASE("hostile PEFT directories get clean errors") {
   std::remove((directory + "/adapter_config.json").c_str());
   std::remove((directory + "/adapter_model.safetensors").c_str());
   ::rmdir(directory.c_str());
+}
+
+// --- messages that say what is wrong: hostile adapters written by the test -------------------
+
+namespace {
+
+bool printable_ascii(const std::string& text) {
+  for (const char c : text) {
+    const unsigned char byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte >= 0x7f) return false;
+  }
+  return true;
+}
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::FILE* file = std::fopen(path.c_str(), "wb");
+  REQUIRE(file != nullptr);
+  REQUIRE(std::fwrite(bytes.data(), 1, bytes.size(), file) == bytes.size());
+  std::fclose(file);
+}
+
+// One tensor of a hand-made safetensors file: any dtype name, `element_bytes` per value, and
+// the values as floats (F32) or zero bytes (every other dtype).
+struct RawTensor {
+  std::string name;
+  std::string dtype;
+  std::vector<std::int64_t> shape;
+  std::size_t element_bytes;
+  std::vector<float> values;  // F32 only; empty: zeros
+};
+
+std::string safetensors_bytes(const std::vector<RawTensor>& tensors) {
+  std::string header = "{";
+  std::string data;
+  for (const RawTensor& tensor : tensors) {
+    std::size_t count = 1;
+    for (const std::int64_t extent : tensor.shape) count *= static_cast<std::size_t>(extent);
+    std::string bytes(count * tensor.element_bytes, '\0');
+    if (!tensor.values.empty()) {
+      REQUIRE(tensor.values.size() * 4 == bytes.size());
+      std::memcpy(&bytes[0], tensor.values.data(), bytes.size());
+    }
+    if (header.size() > 1) header += ',';
+    std::string shape;
+    for (const std::int64_t extent : tensor.shape) shape += (shape.empty() ? "" : ",") + std::to_string(extent);
+    header += "\"" + tensor.name + "\":{\"dtype\":\"" + tensor.dtype + "\",\"shape\":[" + shape + "],\"data_offsets\":[" +
+              std::to_string(data.size()) + "," + std::to_string(data.size() + bytes.size()) + "]}";
+    data += bytes;
+  }
+  header += "}";
+  while (header.size() % 8 != 0) header += ' ';
+  std::string out(8, '\0');
+  const std::uint64_t length = header.size();
+  std::memcpy(&out[0], &length, 8);
+  return out + header + data;
+}
+
+// A PEFT directory for layer 0's q_proj of synth-llama (r 8): config text and tensors.
+struct PeftDirectory {
+  std::string path;
+  explicit PeftDirectory(const std::string& name) : path(lamina_test::temp_path(name)) { ::mkdir(path.c_str(), 0777); }
+  ~PeftDirectory() {
+    std::remove((path + "/adapter_config.json").c_str());
+    std::remove((path + "/adapter_model.safetensors").c_str());
+    ::rmdir(path.c_str());
+  }
+  void write(const std::string& config, const std::vector<RawTensor>& tensors) const {
+    write_bytes(path + "/adapter_config.json", config);
+    write_bytes(path + "/adapter_model.safetensors", safetensors_bytes(tensors));
+  }
+};
+
+const char* const q_a = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight";
+const char* const q_b = "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight";
+const char* const v_a = "base_model.model.model.layers.0.self_attn.v_proj.lora_A.weight";
+const char* const v_b = "base_model.model.model.layers.0.self_attn.v_proj.lora_B.weight";
+
+}  // namespace
+
+TEST_CASE("a GGUF adapter's alpha that is not a finite number is named, with its value") {
+  LAMINA_REQUIRE_SHARED("models/synth-llama-f32.gguf");
+  const std::shared_ptr<const lamina::Model> model = load_model(lamina_test::shared_path("models/synth-llama-f32.gguf"));
+  const std::int64_t dim = model->hparams().embedding_length, q = model->hparams().query_width();
+  const std::string path = lamina_test::temp_path("alpha-adapter.gguf");
+  const std::vector<float> a(static_cast<std::size_t>(4 * dim), 0.01f), b(static_cast<std::size_t>(q * 4), 0.01f);
+  struct Case { float alpha; const char* expected; };
+  const Case cases[] = {{std::nanf(""), "adapter.lora.alpha is nan: not a finite number"},
+                        {std::numeric_limits<float>::infinity(), "adapter.lora.alpha is inf: not a finite number"},
+                        {-std::numeric_limits<float>::infinity(), "adapter.lora.alpha is -inf: not a finite number"}};
+  for (const Case& c : cases) {
+    lamina::gguf::Writer writer;
+    writer.set("general.architecture", lamina::gguf::Value::from_string("llama"));
+    writer.set("general.type", lamina::gguf::Value::from_string("adapter"));
+    writer.set("adapter.type", lamina::gguf::Value::from_string("lora"));
+    writer.set("adapter.lora.alpha", lamina::gguf::Value::from_f32(c.alpha));
+    REQUIRE(writer.add_tensor("blk.0.attn_q.weight.lora_a", lamina::DType::f32, {4, dim}, a.data(), a.size() * sizeof(float)).ok());
+    REQUIRE(writer.add_tensor("blk.0.attn_q.weight.lora_b", lamina::DType::f32, {q, 4}, b.data(), b.size() * sizeof(float)).ok());
+    REQUIRE(writer.write_file(path).ok());
+    const auto result = lamina::load_gguf_adapter(*model, path);
+    REQUIRE_FALSE(result.ok());
+    INFO(result.error().message);
+    CHECK(result.error().code == lamina::ErrorCode::invalid_format);
+    CHECK(result.error().message == path + ": " + c.expected);
+  }
+  // A NaN inside lora_a names the tensor and the position.
+  std::vector<float> bad_a = a;
+  bad_a[static_cast<std::size_t>(dim) + 3] = std::nanf("");
+  lamina::gguf::Writer writer;
+  writer.set("general.architecture", lamina::gguf::Value::from_string("llama"));
+  writer.set("general.type", lamina::gguf::Value::from_string("adapter"));
+  writer.set("adapter.type", lamina::gguf::Value::from_string("lora\x1b[2J"));
+  REQUIRE(writer.write_file(path).ok());
+  const auto control = lamina::load_gguf_adapter(*model, path);
+  REQUIRE_FALSE(control.ok());
+  CHECK(control.error().message == path + ": adapter.type is 'lora\\x1b[2J'; lamina reads LoRA adapters");
+  lamina::gguf::Writer nan_writer;
+  nan_writer.set("general.architecture", lamina::gguf::Value::from_string("llama"));
+  nan_writer.set("general.type", lamina::gguf::Value::from_string("adapter"));
+  nan_writer.set("adapter.type", lamina::gguf::Value::from_string("lora"));
+  nan_writer.set("adapter.lora.alpha", lamina::gguf::Value::from_f32(8.0f));
+  REQUIRE(nan_writer.add_tensor("blk.0.attn_q.weight.lora_a", lamina::DType::f32, {4, dim}, bad_a.data(), bad_a.size() * sizeof(float)).ok());
+  REQUIRE(nan_writer.add_tensor("blk.0.attn_q.weight.lora_b", lamina::DType::f32, {q, 4}, b.data(), b.size() * sizeof(float)).ok());
+  REQUIRE(nan_writer.write_file(path).ok());
+  const auto nan_values = lamina::load_gguf_adapter(*model, path);
+  REQUIRE_FALSE(nan_values.ok());
+  CHECK(nan_values.error().message == path + ": tensor 'blk.0.attn_q.weight.lora_a' holds nan at [1, 3]: not a finite number");
+  std::remove(path.c_str());
+}
+
+TEST_CASE("a PEFT alpha whose scale alpha/r is not a finite float names its key") {
+  LAMINA_REQUIRE_SHARED("models/synth-llama-f32.gguf");
+  const std::shared_ptr<const lamina::Model> model = load_model(lamina_test::shared_path("models/synth-llama-f32.gguf"));
+  const lamina::ModelHparams& hparams = model->hparams();
+  const std::int64_t dim = hparams.embedding_length, q = hparams.query_width(), kv = hparams.kv_width();
+  const PeftDirectory directory("alpha-peft");
+  const std::vector<RawTensor> tensors = {{q_a, "F32", {8, dim}, 4, {}}, {q_b, "F32", {q, 8}, 4, {}},
+                                          {v_a, "F32", {8, dim}, 4, {}}, {v_b, "F32", {kv, 8}, 4, {}}};
+  const std::string config_path = directory.path + "/adapter_config.json";
+  struct Case { std::string config; std::string expected; };
+  const Case cases[] = {
+      {R"({"peft_type":"LORA","r":8,"lora_alpha":1e300,"target_modules":["q_proj","v_proj"]})",
+       config_path + ": key 'lora_alpha': alpha 1e+300 with r 8 gives module 'model.layers.0.self_attn.q_proj' the scale alpha/r = "
+                     "1.25e+299, which is not a finite float (the largest is about 3.4e38)"},
+      {R"({"peft_type":"LORA","r":8,"lora_alpha":-1e300,"use_rslora":true,"target_modules":["q_proj","v_proj"]})",
+       config_path + ": key 'lora_alpha': alpha -1e+300 with r 8 gives module 'model.layers.0.self_attn.q_proj' the scale "
+                     "alpha/sqrt(r) = -3.53553391e+299, which is not a finite float (the largest is about 3.4e38)"},
+  };
+  for (const Case& c : cases) {
+    directory.write(c.config, tensors);
+    const auto result = lamina::peft::load_adapter(*model, directory.path);
+    REQUIRE_FALSE(result.ok());
+    INFO(result.error().message);
+    CHECK(result.error().code == lamina::ErrorCode::invalid_format);
+    CHECK(result.error().message == c.expected);
+  }
+  // alpha 1e39 is past the float range, but its scale 1e39 / 8 = 1.25e38 is not: it loads.
+  directory.write(R"({"peft_type":"LORA","r":8,"lora_alpha":16,"alpha_pattern":{"v_proj":1e39},"target_modules":["q_proj","v_proj"]})", tensors);
+  const auto large = lamina::peft::load_adapter(*model, directory.path);
+  CHECK_MESSAGE(large.ok(), error_of(large));
+  directory.write(R"({"peft_type":"LORA","r":8,"lora_alpha":16,"alpha_pattern":{"q_proj":16,"v_proj":1e300},"target_modules":["q_proj","v_proj"]})",
+                  tensors);
+  const auto pattern = lamina::peft::load_adapter(*model, directory.path);
+  REQUIRE_FALSE(pattern.ok());
+  CHECK(pattern.error().message ==
+        config_path + ": key 'alpha_pattern': pattern 'v_proj': alpha 1e+300 with r 8 gives module 'model.layers.0.self_attn.v_proj' "
+                      "the scale alpha/r = 1.25e+299, which is not a finite float (the largest is about 3.4e38)");
+}
+
+TEST_CASE("PEFT tensors lamina cannot read name the file and the tensor") {
+  LAMINA_REQUIRE_SHARED("models/synth-llama-f32.gguf");
+  const std::shared_ptr<const lamina::Model> model = load_model(lamina_test::shared_path("models/synth-llama-f32.gguf"));
+  const lamina::ModelHparams& hparams = model->hparams();
+  const std::int64_t dim = hparams.embedding_length, q = hparams.query_width();
+  const PeftDirectory directory("dtype-peft");
+  const std::string config = R"({"peft_type":"LORA","r":8,"lora_alpha":16,"target_modules":["q_proj"]})";
+  const std::string tensors_path = directory.path + "/adapter_model.safetensors";
+  struct Case { const char* dtype; std::size_t bytes; bool on_a; };
+  for (const Case& c : {Case{"F64", 8, true}, Case{"I64", 8, false}, Case{"F8_E4M3", 1, true}, Case{"BOOL", 1, false}}) {
+    CAPTURE(c.dtype);
+    std::vector<RawTensor> tensors = {{q_a, "F32", {8, dim}, 4, {}}, {q_b, "F32", {q, 8}, 4, {}}};
+    RawTensor& odd = tensors[c.on_a ? 0 : 1];
+    odd.dtype = c.dtype;
+    odd.element_bytes = c.bytes;
+    directory.write(config, tensors);
+    const auto result = lamina::peft::load_adapter(*model, directory.path);
+    REQUIRE_FALSE(result.ok());
+    INFO(result.error().message);
+    CHECK(result.error().code == lamina::ErrorCode::unsupported);
+    CHECK(result.error().message == tensors_path + ": tensor '" + odd.name + "' has dtype '" + c.dtype +
+                                        "', which lamina does not read (LoRA factors must be F32, F16 or BF16)");
+  }
+  // Values that are not finite name the tensor and where.
+  std::vector<float> b(static_cast<std::size_t>(q * 8), 0.0f);
+  b[17] = -std::numeric_limits<float>::infinity();
+  directory.write(config, {{q_a, "F32", {8, dim}, 4, {}}, {q_b, "F32", {q, 8}, 4, b}});
+  const auto infinite = lamina::peft::load_adapter(*model, directory.path);
+  REQUIRE_FALSE(infinite.ok());
+  CHECK(infinite.error().message == tensors_path + ": tensor '" + q_b + "' holds -inf at [2, 1]: not a finite number");
+  // A name with a control character is quoted with escapes (JSON's \u001b is a raw ESC byte).
+  directory.write(config, {{"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight\\u001b[2J", "F32", {8, dim}, 4, {}},
+                           {q_b, "F32", {q, 8}, 4, {}}});
+  const auto control = lamina::peft::load_adapter(*model, directory.path);
+  REQUIRE_FALSE(control.ok());
+  INFO(control.error().message);
+  CHECK(control.error().message.find(tensors_path + ": tensor 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight\\x1b[2J'") == 0);
+  CHECK(printable_ascii(control.error().message));
+  // A layer past the model is refused at its tensor, before any pattern is matched.
+  directory.write(config, {{"base_model.model.model.layers.99999.self_attn.q_proj.lora_A.weight", "F32", {8, dim}, 4, {}}});
+  const auto far_layer = lamina::peft::load_adapter(*model, directory.path);
+  REQUIRE_FALSE(far_layer.ok());
+  CHECK(far_layer.error().message == tensors_path + ": tensor 'base_model.model.model.layers.99999.self_attn.q_proj.lora_A.weight': "
+                                                    "layer 99999 does not exist (the model has 4 layers)");
+}
+
+TEST_CASE("PEFT factors past F16's range on a quantized model are refused, naming the tensor") {
+  LAMINA_REQUIRE_SHARED("models/synth-llama-q8_0.gguf");
+  const std::shared_ptr<const lamina::Model> model = load_model(lamina_test::shared_path("models/synth-llama-q8_0.gguf"));
+  const std::int64_t dim = model->hparams().embedding_length, q = model->hparams().query_width();
+  const PeftDirectory directory("f16-range-peft");
+  std::vector<float> a(static_cast<std::size_t>(8 * dim), 0.0f);
+  a[5] = 1e5f;  // finite as F32; infinity as F16, in which a quantized model's factors are kept
+  directory.write(R"({"peft_type":"LORA","r":8,"lora_alpha":16,"target_modules":["q_proj"]})",
+                  {{q_a, "F32", {8, dim}, 4, a}, {q_b, "F32", {q, 8}, 4, {}}});
+  const auto result = lamina::peft::load_adapter(*model, directory.path);
+  REQUIRE_FALSE(result.ok());
+  INFO(result.error().message);
+  CHECK(result.error().message == directory.path + "/adapter_model.safetensors: tensor '" + q_a +
+                                      "' holds 100000 at [0, 5], beyond F16's range (+-65504), in which lamina stores the factors of a quantized model");
+}
+
+TEST_CASE("an adapter_config.json with invalid UTF-8 gives a message without raw bytes") {
+  LAMINA_REQUIRE_SHARED("models/synth-llama-f32.gguf");
+  const std::shared_ptr<const lamina::Model> model = load_model(lamina_test::shared_path("models/synth-llama-f32.gguf"));
+  const PeftDirectory directory("utf8-peft");
+  directory.write("{\"peft_type\":\"LORA\",\"r\":8,\"target_modules\":[\"q_proj\xc0\xaf\x1b]0;owned\x07\"]}", {});
+  const auto result = lamina::peft::load_adapter(*model, directory.path);
+  REQUIRE_FALSE(result.ok());
+  INFO(result.error().message);
+  CHECK(result.error().code == lamina::ErrorCode::invalid_format);
+  CHECK(result.error().message == directory.path + "/adapter_config.json: at byte 51: invalid JSON: syntax error while parsing value - "
+                                                   "invalid string: ill-formed UTF-8 byte; last read: '\"q_proj\\xc0'");
+  CHECK(printable_ascii(result.error().message));
 }

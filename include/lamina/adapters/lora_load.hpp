@@ -18,6 +18,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -37,6 +38,9 @@ struct LoraFactors {
   std::vector<float> a;          // [rank, in]
   std::vector<float> b;          // [out, rank]
   std::vector<float> magnitude;  // DoRA: [out]; empty for plain LoRA
+  // Where A, B and the magnitude came from, for messages about their values, e.g.
+  // "lora-a.gguf: tensor 'blk.3.attn_q.weight.lora_a'"; when empty, `source` stands for them.
+  std::string a_source, b_source, magnitude_source;
 };
 
 // The weight matrix `projection` of layer `layer`.
@@ -65,6 +69,28 @@ inline bool all_finite(const std::vector<float>& values) {
 }
 
 inline bool is_float_type(DType type) { return type == DType::f32 || type == DType::f16 || type == DType::bf16; }
+
+// A number as messages show it: "nan", "-inf", "1e+300", "0.5".
+inline std::string number_text(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.9g", value);
+  return text;
+}
+
+// What is wrong with the values of a factor, [rows, columns] row-major, or "" when nothing:
+// the first value that is not a finite number, or (largest_magnitude > 0) the first one whose
+// magnitude passes it, with its position.
+inline std::string bad_value(const std::vector<float>& values, std::size_t columns, double largest_magnitude) {
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const float value = values[i];
+    const bool finite = std::isfinite(value);
+    if (finite && (largest_magnitude <= 0 || std::fabs(value) <= largest_magnitude)) continue;
+    const std::string at = columns > 1 ? "[" + std::to_string(i / columns) + ", " + std::to_string(i % columns) + "]" : "[" + std::to_string(i) + "]";
+    if (!finite) return "holds " + number_text(value) + " at " + at + ": not a finite number";
+    return "holds " + number_text(value) + " at " + at + ", beyond F16's range (+-65504), in which lamina stores the factors of a quantized model";
+  }
+  return std::string();
+}
 
 // delta[i] = scaling * sum_k B[o][k] A[k][i]: row `o` of a module's change, summed in double
 // (merged weights then differ from unmerged products by one rounding).
@@ -108,21 +134,39 @@ inline Result<std::shared_ptr<const LoraAdapter>> build_adapter(std::string name
       return fail(ErrorCode::type_mismatch, where + ": the DoRA magnitude has " + std::to_string(factor.magnitude.size()) +
                                                 " values, the matrix " + std::to_string(rows) + " rows");
     }
-    if (!std::isfinite(factor.scaling) || !detail::all_finite(factor.a) || !detail::all_finite(factor.b) ||
-        !detail::all_finite(factor.magnitude)) {
-      return fail(ErrorCode::invalid_format, where + ": holds values that are not finite numbers");
+    if (!std::isfinite(factor.scaling)) {
+      return fail(ErrorCode::invalid_format, where + ": the scale " + detail::number_text(factor.scaling) + " is not a finite number");
+    }
+    const TensorView& base = projection_weight(weights, factor.layer, factor.projection);
+    // Factors are stored as F32 for a float model and as F16 for a quantized one (see `store`
+    // below), where a value past 65504 would turn into infinity.
+    const bool store_f16 = !detail::is_float_type(base.dtype);
+    const double largest = store_f16 ? 65504.0 : 0.0;
+    const struct {
+      const std::vector<float>& values;
+      std::size_t columns;
+      double largest;  // 0: any finite value (the magnitude stays F32)
+      const std::string& source;
+      const char* name;
+    } checks[] = {{factor.a, columns, largest, factor.a_source, "A"},
+                  {factor.b, factor.rank, largest, factor.b_source, "B"},
+                  {factor.magnitude, 1, 0.0, factor.magnitude_source, "the DoRA magnitude"}};
+    for (const auto& check : checks) {
+      const std::string problem = detail::bad_value(check.values, check.columns, check.largest);
+      if (problem.empty()) continue;
+      const std::string origin = check.source.empty() ? where + ": " + check.name : check.source;
+      return fail(ErrorCode::invalid_format, origin + " " + problem);
     }
     LoraModule& module = modules[static_cast<std::size_t>(factor.layer) * projection_count + static_cast<std::size_t>(factor.projection)];
     if (module.active()) {
       return fail(ErrorCode::invalid_format, where + ": blk." + std::to_string(factor.layer) + "." +
                                                  projection_gguf_name(factor.projection) + " is adapted twice");
     }
-    const TensorView& base = projection_weight(weights, factor.layer, factor.projection);
     module.rank = factor.rank;
     module.in = columns;
     module.out = rows;
     module.scaling = factor.scaling;
-    module.factor_type = detail::is_float_type(base.dtype) ? DType::f32 : DType::f16;
+    module.factor_type = store_f16 ? DType::f16 : DType::f32;
     const auto store = [&](const std::vector<float>& values, std::vector<std::uint8_t>& bytes) {
       if (module.factor_type == DType::f32) {
         bytes.resize(values.size() * sizeof(float));
@@ -192,7 +236,7 @@ inline bool parse_gguf_lora_name(const std::string& name, std::uint32_t* layer, 
 
 inline Result<std::vector<float>> tensor_to_f32(const gguf::File& file, const gguf::TensorInfo& info) {
   if (!quant::can_dequantize(info.dtype)) {
-    return fail(ErrorCode::unsupported, file.name() + ": tensor '" + info.name + "' has type " + dtype_name(info.dtype) +
+    return fail(ErrorCode::unsupported, file.name() + ": tensor " + quote_for_message(info.name) + " has type " + dtype_name(info.dtype) +
                                             ", which lamina cannot read");
   }
   const TensorView view = info.view();
@@ -214,20 +258,25 @@ inline Result<std::shared_ptr<const LoraAdapter>> load_gguf_adapter(const gguf::
   Result<std::string> general_type = file.get_string_or("general.type", "adapter");
   if (!general_type) return general_type.take_error();
   if (*general_type != "adapter") {
-    return fail(ErrorCode::invalid_format, file.name() + ": general.type is '" + *general_type + "', not 'adapter' (a model, not a LoRA adapter?)");
+    return fail(ErrorCode::invalid_format, file.name() + ": general.type is " + detail::quote_for_message(*general_type) +
+                                               ", not 'adapter' (a model, not a LoRA adapter?)");
   }
   Result<std::string> adapter_type = file.get_string("adapter.type");
   if (!adapter_type) return adapter_type.take_error();
   if (*adapter_type != "lora") {
-    return fail(ErrorCode::unsupported, file.name() + ": adapter.type is '" + *adapter_type + "'; lamina reads LoRA adapters");
+    return fail(ErrorCode::unsupported, file.name() + ": adapter.type is " + detail::quote_for_message(*adapter_type) + "; lamina reads LoRA adapters");
   }
   Result<float> alpha = file.get_f32_or("adapter.lora.alpha", 0.0f);
   if (!alpha) return alpha.take_error();
+  // alpha / rank scales every delta: say which key is wrong rather than let the scale fail later.
+  if (!std::isfinite(*alpha)) {
+    return fail(ErrorCode::invalid_format, file.name() + ": adapter.lora.alpha is " + detail::number_text(*alpha) + ": not a finite number");
+  }
   Result<std::string> architecture = file.get_string_or("general.architecture", hparams.architecture_name);
   if (!architecture) return architecture.take_error();
   if (*architecture != hparams.architecture_name) {
-    return fail(ErrorCode::type_mismatch, file.name() + ": the adapter is for architecture '" + *architecture + "', the model is '" +
-                                              hparams.architecture_name + "'");
+    return fail(ErrorCode::type_mismatch, file.name() + ": the adapter is for architecture " + detail::quote_for_message(*architecture) +
+                                              ", the model is '" + hparams.architecture_name + "'");
   }
 
   // Pair each lora_a with its lora_b.
@@ -237,8 +286,8 @@ inline Result<std::shared_ptr<const LoraAdapter>> load_gguf_adapter(const gguf::
     Projection projection = Projection::query;
     char which = 0;
     if (!detail::parse_gguf_lora_name(info.name, &layer, &projection, &which)) {
-      return fail(ErrorCode::unsupported, file.name() + ": tensor '" + info.name +
-                                              "' is not the lora_a or lora_b of a layer's attention or feed-forward matrix");
+      return fail(ErrorCode::unsupported, file.name() + ": tensor " + detail::quote_for_message(info.name) +
+                                              " is not the lora_a or lora_b of a layer's attention or feed-forward matrix");
     }
     if (info.shape.size() != 2) {
       return fail(ErrorCode::type_mismatch, file.name() + ": tensor '" + info.name + "' is not a matrix");
@@ -258,6 +307,8 @@ inline Result<std::shared_ptr<const LoraAdapter>> load_gguf_adapter(const gguf::
     }
     LoraFactors factor;
     factor.source = info.name;
+    factor.a_source = file.name() + ": tensor " + detail::quote_for_message(info.name);
+    factor.b_source = file.name() + ": tensor " + detail::quote_for_message(b_name);
     factor.layer = layer;
     factor.projection = projection;
     if (info.shape[0] <= 0 || info.shape[0] > 65536 || info.shape[1] > (1 << 24) || b_info->shape[0] > (1 << 24)) {

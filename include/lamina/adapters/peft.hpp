@@ -21,7 +21,9 @@
 #include "lora_load.hpp"
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <sys/stat.h>
@@ -84,16 +86,40 @@ inline bool is_directory(const std::string& path) {
   return ::stat(path.c_str(), &status) == 0 && S_ISDIR(status.st_mode);
 }
 
+// The float scale of a module, or an Error naming the config key that gave its alpha when
+// alpha / r (or alpha / sqrt(r)) does not fit a float: PEFT's lora_alpha is a JSON number, and
+// 1e300 is a valid one.
+inline Result<float> module_scaling(const AdapterConfig& config, const RankAlpha& rank_alpha, const std::string& config_path,
+                                    const std::string& module) {
+  const double scale = scaling(config, rank_alpha.rank, rank_alpha.alpha);
+  const float stored = static_cast<float>(scale);
+  if (std::isfinite(stored)) return stored;
+  const std::string source = rank_alpha.alpha_key.empty()
+                                 ? std::string("key 'lora_alpha'")
+                                 : "key 'alpha_pattern': pattern " + safetensors::detail::quote_name(rank_alpha.alpha_key);
+  const std::string formula = config.use_rslora ? "alpha/sqrt(r)" : "alpha/r";
+  return fail(ErrorCode::invalid_format, config_path + ": " + source + ": alpha " + lamina::detail::number_text(rank_alpha.alpha) + " with r " +
+                                             std::to_string(rank_alpha.rank) + " gives module " + safetensors::detail::quote_name(module) +
+                                             " the scale " + formula + " = " + lamina::detail::number_text(scale) +
+                                             ", which is not a finite float (the largest is about 3.4e38)");
+}
+
 }  // namespace detail
 
 // Reads the PEFT directory `directory` and checks it against the model (`hparams`, `weights`).
+// Errors name adapter_config.json and its key, or adapter_model.safetensors and its tensor.
 inline Result<std::shared_ptr<const LoraAdapter>> load_peft_adapter(const std::string& directory, const ModelHparams& hparams,
                                                                      const ModelWeights& weights) {
-  Result<AdapterConfig> config = read_adapter_config(directory);
+  // The config's patterns are compiled once, here, and matched against each module with a bound
+  // on the work (io/peft_config.hpp).
+  ModuleMatcher matcher;
+  Result<AdapterConfig> config = read_adapter_config(directory, &matcher);
   if (!config) return config.take_error();
+  const std::string config_path = directory + "/adapter_config.json";
   const std::string tensors_path = directory + "/adapter_model.safetensors";
   Result<safetensors::File> file = safetensors::File::open(tensors_path);
   if (!file) return file.take_error();
+  const auto tensor_name = [](const safetensors::TensorInfo& info) { return "tensor " + safetensors::detail::quote_name(info.name); };
 
   struct Pending {
     LoraFactors factors;
@@ -102,78 +128,108 @@ inline Result<std::shared_ptr<const LoraAdapter>> load_peft_adapter(const std::s
     const safetensors::TensorInfo* magnitude = nullptr;
   };
   std::vector<Pending> pending;
+  // [block_count * projection_count]: the index in `pending` of each matrix's entry, or -1.
+  // Layers past the model are refused first, so a hostile file cannot make this (or the
+  // pattern matching below) grow with its tensor count.
+  std::vector<std::ptrdiff_t> pending_of(static_cast<std::size_t>(hparams.block_count) * projection_count, -1);
   for (const safetensors::TensorInfo& info : file->tensors()) {
     detail::ParsedKey key;
     if (!detail::parse_key(info.name, &key)) {
-      return fail(ErrorCode::unsupported, tensors_path + ": tensor '" + info.name +
-                                              "' is not the LoRA of a decoder layer's attention or MLP projection (lamina adapts those)");
+      return fail(ErrorCode::unsupported, tensors_path + ": " + tensor_name(info) +
+                                              " is not the LoRA of a decoder layer's attention or MLP projection (lamina adapts those)");
     }
-    if (!targets_module(*config, key.module_path)) {
-      return fail(ErrorCode::invalid_format, tensors_path + ": tensor '" + info.name +
-                                                 "' belongs to a module adapter_config.json does not target (target_modules / layers_to_transform)");
+    if (key.layer >= hparams.block_count) {
+      return fail(ErrorCode::type_mismatch, tensors_path + ": " + tensor_name(info) + ": layer " + std::to_string(key.layer) +
+                                                " does not exist (the model has " + std::to_string(hparams.block_count) + " layers)");
     }
-    Pending* entry = nullptr;
-    for (Pending& candidate : pending) {
-      if (candidate.factors.layer == key.layer && candidate.factors.projection == key.projection) entry = &candidate;
+    Result<bool> targeted = matcher.targets_module(key.module_path);
+    if (!targeted) return targeted.take_error();
+    if (!*targeted) {
+      return fail(ErrorCode::invalid_format, tensors_path + ": " + tensor_name(info) +
+                                                 " belongs to a module adapter_config.json does not target (target_modules / layers_to_transform)");
     }
-    if (entry == nullptr) {
+    const std::size_t matrix = static_cast<std::size_t>(key.layer) * projection_count + static_cast<std::size_t>(key.projection);
+    if (pending_of[matrix] < 0) {
+      pending_of[matrix] = static_cast<std::ptrdiff_t>(pending.size());
       pending.emplace_back();
-      entry = &pending.back();
-      entry->factors.source = key.module_path;
-      entry->factors.layer = key.layer;
-      entry->factors.projection = key.projection;
+      Pending& entry = pending.back();
+      entry.factors.source = key.module_path;
+      entry.factors.layer = key.layer;
+      entry.factors.projection = key.projection;
     }
-    const safetensors::TensorInfo** slot = key.part == 'A' ? &entry->a : key.part == 'B' ? &entry->b : &entry->magnitude;
-    if (*slot != nullptr) return fail(ErrorCode::invalid_format, tensors_path + ": tensor '" + info.name + "' appears twice");
+    Pending& entry = pending[static_cast<std::size_t>(pending_of[matrix])];
+    const safetensors::TensorInfo** slot = key.part == 'A' ? &entry.a : key.part == 'B' ? &entry.b : &entry.magnitude;
+    if (*slot != nullptr) {
+      return fail(ErrorCode::invalid_format, tensors_path + ": " + tensor_name(info) + " holds the same matrix as tensor " +
+                                                 safetensors::detail::quote_name((*slot)->name) + " (it appears twice)");
+    }
+    // Only F32, F16 and BF16 factors are read; say so before any shape is compared.
+    if (!info.supported) {
+      return fail(ErrorCode::unsupported, tensors_path + ": " + tensor_name(info) + " has dtype " +
+                                              safetensors::detail::quote_name(info.dtype_name) +
+                                              ", which lamina does not read (LoRA factors must be F32, F16 or BF16)");
+    }
     *slot = &info;
   }
   if (pending.empty()) return fail(ErrorCode::invalid_format, tensors_path + ": the adapter holds no LoRA tensors");
 
   std::vector<LoraFactors> factors;
   for (Pending& entry : pending) {
-    const std::string& module = entry.factors.source;
+    const std::string module = safetensors::detail::quote_name(entry.factors.source);
     if (entry.a == nullptr || entry.b == nullptr) {
-      return fail(ErrorCode::missing, tensors_path + ": module '" + module + "' lacks its lora_" + (entry.a == nullptr ? "A" : "B") + " tensor");
+      return fail(ErrorCode::missing, tensors_path + ": module " + module + " lacks its lora_" + (entry.a == nullptr ? "A" : "B") + " tensor");
     }
     if (config->use_dora && entry.magnitude == nullptr) {
-      return fail(ErrorCode::missing, tensors_path + ": module '" + module + "' lacks its lora_magnitude_vector (use_dora is set)");
+      return fail(ErrorCode::missing, tensors_path + ": module " + module + " lacks its lora_magnitude_vector (use_dora is set)");
     }
     if (!config->use_dora && entry.magnitude != nullptr) {
-      return fail(ErrorCode::invalid_format, tensors_path + ": module '" + module + "' has a DoRA magnitude but use_dora is not set");
+      return fail(ErrorCode::invalid_format, tensors_path + ": module " + module + " has a DoRA magnitude (" + tensor_name(*entry.magnitude) +
+                                                 ") but use_dora is not set");
     }
-    const RankAlpha rank_alpha = effective_rank_alpha(*config, module);
+    Result<RankAlpha> rank_alpha = matcher.effective_rank_alpha(entry.factors.source);
+    if (!rank_alpha) return rank_alpha.take_error();
     const std::vector<std::int64_t>& a_shape = entry.a->shape;
     const std::vector<std::int64_t>& b_shape = entry.b->shape;
     if (a_shape.size() != 2 || b_shape.size() != 2 || a_shape[0] != b_shape[1] || a_shape[0] <= 0 || a_shape[0] > 65536 ||
         a_shape[1] > (1 << 24) || b_shape[0] > (1 << 24)) {
-      return fail(ErrorCode::type_mismatch, tensors_path + ": module '" + module + "': lora_A [r, in] and lora_B [out, r] do not fit together");
+      return fail(ErrorCode::type_mismatch, tensors_path + ": module " + module + ": lora_A [r, in] (" + tensor_name(*entry.a) +
+                                                ") and lora_B [out, r] (" + tensor_name(*entry.b) + ") do not fit together");
     }
-    if (a_shape[0] != rank_alpha.rank) {
-      return fail(ErrorCode::type_mismatch, tensors_path + ": module '" + module + "' has rank " + std::to_string(a_shape[0]) +
-                                                ", adapter_config.json says " + std::to_string(rank_alpha.rank));
+    if (a_shape[0] != rank_alpha->rank) {
+      return fail(ErrorCode::type_mismatch, tensors_path + ": module " + module + " has rank " + std::to_string(a_shape[0]) + " (" +
+                                                tensor_name(*entry.a) + "), adapter_config.json says " + std::to_string(rank_alpha->rank) +
+                                                (rank_alpha->rank_key.empty() ? std::string(" (key 'r')")
+                                                                              : " (key 'rank_pattern': pattern " +
+                                                                                    safetensors::detail::quote_name(rank_alpha->rank_key) + ")"));
     }
+    Result<float> scale = detail::module_scaling(*config, *rank_alpha, config_path, entry.factors.source);
+    if (!scale) return scale.take_error();
     LoraFactors& factor = entry.factors;
-    factor.source = module;
+    // build_adapter checks the values (finite) and names these in its messages.
+    factor.a_source = tensors_path + ": " + tensor_name(*entry.a);
+    factor.b_source = tensors_path + ": " + tensor_name(*entry.b);
+    if (entry.magnitude != nullptr) factor.magnitude_source = tensors_path + ": " + tensor_name(*entry.magnitude);
     factor.rank = static_cast<std::uint32_t>(a_shape[0]);
     factor.in = static_cast<std::uint32_t>(a_shape[1]);
     factor.out = static_cast<std::uint32_t>(b_shape[0]);
-    factor.scaling = static_cast<float>(scaling(*config, rank_alpha.rank, rank_alpha.alpha));
-    if (factor.layer < hparams.block_count &&
-        (factor.in != projection_columns(hparams, factor.projection) || factor.out != projection_rows(hparams, factor.projection))) {
+    factor.scaling = *scale;
+    if (factor.in != projection_columns(hparams, factor.projection) || factor.out != projection_rows(hparams, factor.projection)) {
       return build_adapter(directory, hparams, weights, {std::move(factor)});  // reports the mismatch, naming the module
     }
+    // to_f32 names the tensor; the file name is added here.
     Result<std::vector<float>> a = safetensors::to_f32(*entry.a);
-    if (!a) return a.take_error();
+    if (!a) return a.take_error().with_context(tensors_path);
     Result<std::vector<float>> b = safetensors::to_f32(*entry.b);
-    if (!b) return b.take_error();
+    if (!b) return b.take_error().with_context(tensors_path);
     factor.a = std::move(*a);
     factor.b = std::move(*b);
     if (entry.magnitude != nullptr) {
       if (entry.magnitude->shape.size() != 1 && !(entry.magnitude->shape.size() == 2 && entry.magnitude->shape[1] == 1)) {
-        return fail(ErrorCode::type_mismatch, tensors_path + ": the DoRA magnitude of '" + module + "' is not a vector");
+        return fail(ErrorCode::type_mismatch, tensors_path + ": the DoRA magnitude of " + module + " (" + tensor_name(*entry.magnitude) +
+                                                  ") is not a vector");
       }
       Result<std::vector<float>> magnitude = safetensors::to_f32(*entry.magnitude);
-      if (!magnitude) return magnitude.take_error();
+      if (!magnitude) return magnitude.take_error().with_context(tensors_path);
       factor.magnitude = std::move(*magnitude);
     }
     factors.push_back(std::move(factor));
