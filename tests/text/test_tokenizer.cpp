@@ -564,10 +564,10 @@ TEST_CASE("tokenizer: byte-level BPE merges by rank, leftmost first") {
   CHECK(*tokenizer->encode("aaa") == std::vector<Token>{aaa});
   CHECK(*tokenizer->encode("aaaa") == std::vector<Token>{aa, aa});
   CHECK(*tokenizer->encode("abc") == std::vector<Token>{'a', bc});
-  CHECK(*tokenizer->encode("hi<|end|>") == std::vector<Token>{tokenizer->find("hi"), tokenizer->eos()});
-  lamina::EncodeOptions plain;
-  plain.parse_special = false;
-  CHECK(tokenizer->encode("<|end|>", plain)->size() == 7);
+  lamina::EncodeOptions trusted;
+  trusted.parse_special = true;
+  CHECK(*tokenizer->encode("hi<|end|>", trusted) == std::vector<Token>{tokenizer->find("hi"), tokenizer->eos()});
+  CHECK(tokenizer->encode("<|end|>")->size() == 7);  // plain text by default
   // Space is byte 0x20 -> "Ġ", its own word under GPT-2's pattern when followed by nothing.
   CHECK(*tokenizer->encode("a ") == std::vector<Token>{'a', tokenizer->find("\xC4\xA0")});
   CHECK(tokenizer->decode(*tokenizer->encode("h\xC3\xA9llo \xE4\xB8\xAD\n")) == "h\xC3\xA9llo \xE4\xB8\xAD\n");

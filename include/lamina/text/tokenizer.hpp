@@ -13,12 +13,16 @@
 //            text into words with the regexes of the model (tokenizer.ggml.pre), every byte of a
 //            word becomes one printable character (GPT-2's byte->unicode table), and the merges
 //            (tokenizer.ggml.merges, "a b" per line, best first) are applied by rank.
-// Special tokens (control, user-defined, unknown types) are cut out of the text first, longest
-// first, so "<|im_end|>" in a prompt becomes one id (control tokens only with parse_special).
+// Special tokens are cut out of the text first, longest first. By default text is plain, as a
+// user typed it: only user-defined tokens are cut out, and "</s>" or "<|im_end|>" in it become
+// the tokens of those characters, never a control token (so a chat message cannot end a turn or
+// open a system message). EncodeOptions::parse_special also cuts out control tokens: only for
+// prompts built from trusted templates. (llama.cpp's common_tokenize and SentencePiece do the same.)
 //
-// Encoding allocates only the returned ids and scratch proportional to the text; all tables
-// (token and merge hash maps, the decoded piece of every token) are built once by create().
-// Nothing here throws; invalid UTF-8 input is reported with its byte offset.
+// Encoding takes time linear in the text and allocates the returned ids and a scratch whose size
+// depends on the longest word, not on the text's length (TokenizerScratch lets a caller reuse
+// one); all tables (token and merge hash maps, the decoded piece of every token) are built once
+// by create(). Nothing here throws; invalid UTF-8 input is reported with its byte offset.
 #pragma once
 
 #include "../core/result.hpp"
@@ -44,7 +48,7 @@ enum class TokenType : std::int32_t {
   undefined = 0,
   normal = 1,
   unknown = 2,
-  control = 3,       // <s>, </s>, <|im_end|>: never produced from plain text unless parse_special
+  control = 3,       // <s>, </s>, <|im_end|>: never produced from text unless EncodeOptions::parse_special
   user_defined = 4,  // added tokens: always cut out of the text first, printed as they are
   unused = 5,
   byte = 6,          // SentencePiece byte fallback: "<0x0A>"
@@ -73,7 +77,10 @@ struct VocabularyData {
 struct EncodeOptions {
   int add_bos = -1;
   int add_eos = -1;
-  bool parse_special = true;  // cut control tokens ("<|im_end|>") out of the text; user-defined always are
+  // false: the text is plain (what a user typed): "<|im_end|>" in it is those characters.
+  // true: control tokens ("<s>", "<|im_end|>") are cut out of the text and become their ids; only
+  // for prompts built from trusted templates. User-defined tokens are cut out either way.
+  bool parse_special = false;
 };
 
 // Options of Tokenizer::decode (llama.cpp's llama_detokenize flags).
@@ -226,58 +233,94 @@ class MergeTable {
   std::size_t count_ = 0;
 };
 
-// A byte trie over the special tokens' texts, to find which of them occur in a text in one pass.
+// A byte trie over the special tokens' texts: which of them start at a given byte of a text.
+// Built once; the children of a node lie next to each other, sorted by byte, so a step down is
+// a binary search (an all-user-defined vocabulary puts tens of thousands of texts here, and a
+// node such as "t" has a hundred children).
 class SpecialTokenTrie {
  public:
-  SpecialTokenTrie() : nodes_(1) {}
-  void insert(std::string_view text, std::int32_t value) {
-    std::int32_t node = 0;
-    for (const char character : text) {
-      const auto byte = static_cast<unsigned char>(character);
-      std::int32_t child = nodes_[static_cast<std::size_t>(node)].first_child;
-      while (child >= 0 && nodes_[static_cast<std::size_t>(child)].byte != byte) {
-        child = nodes_[static_cast<std::size_t>(child)].next_sibling;
-      }
-      if (child < 0) {
-        child = static_cast<std::int32_t>(nodes_.size());
-        Node added;
-        added.byte = byte;
-        added.next_sibling = nodes_[static_cast<std::size_t>(node)].first_child;
-        nodes_.push_back(added);
-        nodes_[static_cast<std::size_t>(node)].first_child = child;
-        if (node == 0) root_children_[byte] = child;
-      }
-      node = child;
+  // Text i gets the value i. Empty texts are left out (they would occur everywhere).
+  void build(const std::vector<std::string_view>& texts) {
+    nodes_.assign(1, Node{});
+    root_children_.fill(-1);
+    std::vector<std::int32_t> order;  // the non-empty texts, sorted: a prefix comes before its extensions
+    for (std::size_t i = 0; i < texts.size(); ++i) {
+      if (!texts[i].empty()) order.push_back(static_cast<std::int32_t>(i));
     }
-    nodes_[static_cast<std::size_t>(node)].value = value;
+    std::sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) {
+      return texts[static_cast<std::size_t>(a)] < texts[static_cast<std::size_t>(b)];
+    });
+    const auto byte_at = [&](std::size_t sorted, std::size_t depth) {
+      return static_cast<unsigned char>(texts[static_cast<std::size_t>(order[sorted])][depth]);
+    };
+    // Depth first with an explicit stack (a vocabulary may hold a very long text). A node stands
+    // for the texts order[first, last), which share its `depth` first bytes.
+    struct Pending {
+      std::int32_t node;
+      std::size_t first, last, depth;
+    };
+    std::vector<Pending> pending{{0, 0, order.size(), 0}};
+    while (!pending.empty()) {
+      const Pending current = pending.back();
+      pending.pop_back();
+      std::size_t first = current.first;
+      if (first < current.last && texts[static_cast<std::size_t>(order[first])].size() == current.depth) {
+        nodes_[static_cast<std::size_t>(current.node)].value = order[first++];
+      }
+      const auto first_child = static_cast<std::int32_t>(nodes_.size());
+      while (first < current.last) {
+        const unsigned char byte = byte_at(first, current.depth);
+        std::size_t group_end = first + 1;
+        while (group_end < current.last && byte_at(group_end, current.depth) == byte) ++group_end;
+        Node child;
+        child.byte = byte;
+        pending.push_back({static_cast<std::int32_t>(nodes_.size()), first, group_end, current.depth + 1});
+        nodes_.push_back(child);
+        first = group_end;
+      }
+      Node& node = nodes_[static_cast<std::size_t>(current.node)];
+      node.first_child = first_child;
+      node.child_count = static_cast<std::uint16_t>(nodes_.size() - static_cast<std::size_t>(first_child));
+    }
+    const Node& root = nodes_[0];
+    for (std::int32_t child = root.first_child; child < root.first_child + root.child_count; ++child) {
+      root_children_[nodes_[static_cast<std::size_t>(child)].byte] = child;
+    }
   }
-  // Calls found(value) for each inserted text that occurs in `text` (a value may repeat).
+
+  // Calls found(value, length) for each text that starts at text[start], shortest first.
+  // Returns the bytes it looked at.
   template <class Found>
-  void for_each_occurring(std::string_view text, Found&& found) const {
-    for (std::size_t start = 0; start < text.size(); ++start) {
-      std::int32_t node = root_children_[static_cast<unsigned char>(text[start])];
-      std::size_t position = start + 1;
-      while (node >= 0) {
-        const Node& current = nodes_[static_cast<std::size_t>(node)];
-        if (current.value >= 0) found(current.value);
-        if (position >= text.size()) break;
-        const auto byte = static_cast<unsigned char>(text[position++]);
-        std::int32_t child = current.first_child;
-        while (child >= 0 && nodes_[static_cast<std::size_t>(child)].byte != byte) {
-          child = nodes_[static_cast<std::size_t>(child)].next_sibling;
-        }
-        node = child;
-      }
+  std::size_t for_each_at(std::string_view text, std::size_t start, Found&& found) const {
+    std::int32_t node = root_children_[static_cast<unsigned char>(text[start])];
+    std::size_t position = start + 1;
+    std::size_t looked_at = 1;
+    while (node >= 0) {
+      const Node& current = nodes_[static_cast<std::size_t>(node)];
+      if (current.value >= 0) found(current.value, position - start);
+      if (position >= text.size() || current.child_count == 0) break;
+      node = find_child(current, static_cast<unsigned char>(text[position++]));
+      ++looked_at;
     }
+    return looked_at;
   }
 
  private:
   struct Node {
-    std::int32_t first_child = -1;
-    std::int32_t next_sibling = -1;
-    std::int32_t value = -1;
-    unsigned char byte = 0;
+    std::int32_t first_child = 0;   // children: nodes_[first_child, first_child + child_count), by byte
+    std::uint16_t child_count = 0;  // up to 256
+    unsigned char byte = 0;         // the byte leading here from the parent
+    std::int32_t value = -1;        // the text ending here, or -1
   };
+  std::int32_t find_child(const Node& parent, unsigned char byte) const noexcept {
+    std::int32_t low = parent.first_child, high = parent.first_child + parent.child_count;
+    while (low < high) {
+      const std::int32_t middle = low + (high - low) / 2;
+      if (nodes_[static_cast<std::size_t>(middle)].byte < byte) low = middle + 1;
+      else high = middle;
+    }
+    return low < parent.first_child + parent.child_count && nodes_[static_cast<std::size_t>(low)].byte == byte ? low : -1;
+  }
   std::vector<Node> nodes_;
   std::array<std::int32_t, 256> root_children_ = filled_root();
   static std::array<std::int32_t, 256> filled_root() {
@@ -462,9 +505,21 @@ class SplitRegex {
   struct Scratch {
     std::vector<std::uint64_t> failed;  // bit per (position, instruction): known not to reach a match
     std::vector<std::pair<std::int32_t, std::uint32_t>> stack;  // pending alternatives (instruction, position)
+    std::uint64_t steps = 0;  // instructions run, for tests that check the work is linear in the text
   };
   void split(const DecodedText& text, std::size_t begin, std::size_t end, std::vector<std::uint32_t>& pieces,
-             Scratch& scratch) const;
+             Scratch& scratch) const {
+    split(text, begin, end, false, scratch, [&](std::size_t piece_begin, std::size_t piece_end) {
+      pieces.push_back(static_cast<std::uint32_t>(piece_end - piece_begin));
+    });
+  }
+  // The same, calling piece(piece_begin, piece_end) for each piece. With more_text, `end` is not
+  // the end of the text being split but of the part decoded so far: the split stops before the
+  // first piece that depends on what follows, and returns where the pieces given out end (with
+  // more_text false it returns `end`).
+  template <class Piece>
+  std::size_t split(const DecodedText& text, std::size_t begin, std::size_t end, bool more_text, Scratch& scratch,
+                    Piece&& piece) const;
 
  private:
   enum class Op : std::uint8_t { character_set, split, jump, lookahead, negative_lookahead, assert_start, assert_end, match };
@@ -486,8 +541,9 @@ class SplitRegex {
 
   bool nullable(std::int32_t node) const;
   bool emit(std::int32_t node);
+  static constexpr std::int64_t needs_more_text = -2;  // run(): the answer depends on text past `end`
   std::int64_t run(std::int32_t start_instruction, std::uint32_t start_position, const DecodedText& text,
-                   std::size_t begin, std::size_t end, Scratch& scratch, bool remember_failures) const;
+                   std::size_t begin, std::size_t end, bool more_text, Scratch& scratch, bool remember_failures) const;
   char32_t code_seen(const DecodedText& text, std::size_t position) const noexcept {
     const char32_t codepoint = text.codepoints[position];
     if (codepoint < 0x80) return codepoint;
@@ -915,8 +971,11 @@ inline Result<SplitRegex> SplitRegex::compile(std::string_view pattern) {
 
 // Runs the program from `start_instruction` at `start_position`; returns the end of the first
 // match in ECMAScript priority order, or -1. `remember_failures` is off inside lookaheads.
+// With more_text, a character test at `end` cannot be answered: the run gives up with
+// needs_more_text (an end-of-text test there is answered: false).
 inline std::int64_t SplitRegex::run(std::int32_t start_instruction, std::uint32_t start_position, const DecodedText& text,
-                                    std::size_t begin, std::size_t end, Scratch& scratch, bool remember_failures) const {
+                                    std::size_t begin, std::size_t end, bool more_text, Scratch& scratch,
+                                    bool remember_failures) const {
   const std::size_t program_size = program_.size();
   const std::size_t base = scratch.stack.size();
   scratch.stack.push_back({start_instruction, start_position});
@@ -925,6 +984,7 @@ inline std::int64_t SplitRegex::run(std::int32_t start_instruction, std::uint32_
     std::uint32_t position = scratch.stack.back().second;
     scratch.stack.pop_back();
     for (bool alive = true; alive;) {
+      ++scratch.steps;
       if (remember_failures) {
         const std::size_t bit = (position - begin) * program_size + static_cast<std::size_t>(instruction);
         std::uint64_t& word = scratch.failed[bit / 64];
@@ -935,6 +995,10 @@ inline std::int64_t SplitRegex::run(std::int32_t start_instruction, std::uint32_
       const Instruction& current = program_[static_cast<std::size_t>(instruction)];
       switch (current.op) {
         case Op::character_set:
+          if (position >= end && more_text) {
+            scratch.stack.resize(base);
+            return needs_more_text;
+          }
           if (position < end && sets_[static_cast<std::size_t>(current.first)].matches(code_seen(text, position), text.classes[position])) {
             ++instruction;
             ++position;
@@ -949,8 +1013,12 @@ inline std::int64_t SplitRegex::run(std::int32_t start_instruction, std::uint32_
         case Op::jump: instruction = current.first; break;
         case Op::lookahead:
         case Op::negative_lookahead: {
-          const bool found = run(current.first, position, text, begin, end, scratch, false) >= 0;
-          if (found == (current.op == Op::lookahead)) ++instruction;
+          const std::int64_t found = run(current.first, position, text, begin, end, more_text, scratch, false);
+          if (found == needs_more_text) {
+            scratch.stack.resize(base);
+            return needs_more_text;
+          }
+          if ((found >= 0) == (current.op == Op::lookahead)) ++instruction;
           else alive = false;
           break;
         }
@@ -959,7 +1027,7 @@ inline std::int64_t SplitRegex::run(std::int32_t start_instruction, std::uint32_
           else alive = false;
           break;
         case Op::assert_end:
-          if (position == end) ++instruction;
+          if (position == end && !more_text) ++instruction;
           else alive = false;
           break;
         case Op::match:
@@ -971,8 +1039,9 @@ inline std::int64_t SplitRegex::run(std::int32_t start_instruction, std::uint32_
   return -1;
 }
 
-inline void SplitRegex::split(const DecodedText& text, std::size_t begin, std::size_t end, std::vector<std::uint32_t>& pieces,
-                              Scratch& scratch) const {
+template <class Piece>
+std::size_t SplitRegex::split(const DecodedText& text, std::size_t begin, std::size_t end, bool more_text, Scratch& scratch,
+                              Piece&& piece) const {
   const std::size_t program_size = program_.size();
   const std::size_t bits = (end - begin + 1) * program_size;
   scratch.failed.assign((bits + 63) / 64, 0);
@@ -982,13 +1051,14 @@ inline void SplitRegex::split(const DecodedText& text, std::size_t begin, std::s
     std::size_t match_begin = search;
     std::int64_t match_end = -1;
     for (; match_begin < end; ++match_begin) {
-      match_end = run(0, static_cast<std::uint32_t>(match_begin), text, begin, end, scratch, true);
+      match_end = run(0, static_cast<std::uint32_t>(match_begin), text, begin, end, more_text, scratch, true);
+      if (match_end == needs_more_text) return unmatched_from;
       if (match_end > static_cast<std::int64_t>(match_begin)) break;  // empty matches make no piece
       match_end = -1;
     }
     if (match_end < 0) break;
-    if (match_begin > unmatched_from) pieces.push_back(static_cast<std::uint32_t>(match_begin - unmatched_from));
-    pieces.push_back(static_cast<std::uint32_t>(static_cast<std::size_t>(match_end) - match_begin));
+    if (match_begin > unmatched_from) piece(unmatched_from, match_begin);
+    piece(match_begin, static_cast<std::size_t>(match_end));
     unmatched_from = search = static_cast<std::size_t>(match_end);
     // The states of the successful path at the match end were marked but did not fail; the next
     // search starts there, so forget that column.
@@ -997,149 +1067,147 @@ inline void SplitRegex::split(const DecodedText& text, std::size_t begin, std::s
       scratch.failed[bit / 64] &= ~(std::uint64_t{1} << (bit % 64));
     }
   }
-  if (end > unmatched_from) pieces.push_back(static_cast<std::uint32_t>(end - unmatched_from));
+  if (more_text) return unmatched_from;  // the stretch without a match may go on past `end`
+  if (end > unmatched_from) piece(unmatched_from, end);
+  return end;
 }
 
 // ---------------------------------------------------------------------------------------------
 // The two hand-written pre-tokenizers (llama.cpp's unicode_regex_split_custom_gpt2 / _llama3):
-// both split the code points [begin, end) and append piece lengths.
+// both split the code points [begin, end), calling piece(piece_begin, piece_end) for each piece,
+// and return where the pieces given out end. With more_text, [begin, end) is only the part of
+// the text decoded so far: a piece whose end depends on what follows is not given out (as
+// SplitRegex::split does).
+
+// What a matcher reads around `position`: a code point and its classes, or "nothing" past the
+// end. Reading past the end while more text follows marks the piece as undecided.
+struct MatcherInput {
+  const DecodedText& text;
+  std::size_t end;
+  bool more_text;
+  bool undecided = false;
+
+  static constexpr char32_t outside = 0xFFFFFFFF;
+  bool has(std::size_t at) {
+    if (at < end) return true;
+    if (more_text) undecided = true;
+    return false;
+  }
+  char32_t code(std::size_t at) { return has(at) ? text.codepoints[at] : outside; }
+  std::uint8_t classes(std::size_t at) { return has(at) ? text.classes[at] : 0; }
+  bool is_other(std::size_t at) {  // [^\s\p{L}\p{N}]
+    return has(at) && (text.classes[at] & (class_whitespace | class_letter | class_number)) == 0;
+  }
+};
 
 // GPT-2: 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-inline void split_gpt2(const DecodedText& text, std::size_t begin, std::size_t end, std::vector<std::uint32_t>& pieces) {
-  constexpr char32_t outside = 0xFFFFFFFF;
-  const auto code = [&](std::size_t at) { return at < end ? text.codepoints[at] : outside; };
-  const auto classes = [&](std::size_t at) -> std::uint8_t { return at < end ? text.classes[at] : 0; };
-  const auto is_other = [&](std::size_t at) {  // [^\s\p{L}\p{N}], inside the range
-    return at < end && (text.classes[at] & (class_whitespace | class_letter | class_number)) == 0;
-  };
-  std::size_t position = begin;
-  const auto cut = [&](std::size_t piece_end) {
-    pieces.push_back(static_cast<std::uint32_t>(piece_end - position));
-    position = piece_end;
-  };
-  while (position < end) {
-    const char32_t c = code(position);
-    if (c == '\'' && position + 1 < end) {  // contractions
-      const char32_t next = code(position + 1);
-      if (next == 's' || next == 't' || next == 'm' || next == 'd') { cut(position + 2); continue; }
-      if (position + 2 < end) {
-        const char32_t after = code(position + 2);
-        if ((next == 'r' && after == 'e') || (next == 'v' && after == 'e') || (next == 'l' && after == 'l')) {
-          cut(position + 3);
-          continue;
-        }
-      }
+// The end of the piece that starts at `position` (< end).
+inline std::size_t gpt2_piece_end(MatcherInput& in, std::size_t position) {
+  const char32_t c = in.code(position);
+  if (c == '\'' && in.has(position + 1)) {  // contractions
+    const char32_t next = in.code(position + 1);
+    if (next == 's' || next == 't' || next == 'm' || next == 'd') return position + 2;
+    if (in.has(position + 2)) {
+      const char32_t after = in.code(position + 2);
+      if ((next == 'r' && after == 'e') || (next == 'v' && after == 'e') || (next == 'l' && after == 'l')) return position + 3;
     }
-    // An optional space, then a run of letters, of numbers, or of other characters.
-    const std::size_t first = position + (c == ' ' ? 1 : 0);
-    const std::uint8_t first_classes = classes(first);
-    if (first_classes & class_letter) {
-      std::size_t stop = first;
-      while (classes(stop) & class_letter) ++stop;
-      cut(stop);
-      continue;
-    }
-    if (first_classes & class_number) {
-      std::size_t stop = first;
-      while (classes(stop) & class_number) ++stop;
-      cut(stop);
-      continue;
-    }
-    if (is_other(first)) {
-      std::size_t stop = first;
-      while (is_other(stop)) ++stop;
-      cut(stop);
-      continue;
-    }
-    std::size_t whitespace = 0;
-    while (classes(position + whitespace) & class_whitespace) ++whitespace;
-    if (whitespace > 1 && position + whitespace < end) {  // \s+(?!\S): leave the last space to the next word
-      cut(position + whitespace - 1);
-      continue;
-    }
-    if (whitespace > 0) {
-      cut(position + whitespace);
-      continue;
-    }
-    cut(position + 1);
   }
+  // An optional space, then a run of letters, of numbers, or of other characters.
+  const std::size_t first = position + (c == ' ' ? 1 : 0);
+  const std::uint8_t first_classes = in.classes(first);
+  if (first_classes & class_letter) {
+    std::size_t stop = first;
+    while (in.classes(stop) & class_letter) ++stop;
+    return stop;
+  }
+  if (first_classes & class_number) {
+    std::size_t stop = first;
+    while (in.classes(stop) & class_number) ++stop;
+    return stop;
+  }
+  if (in.is_other(first)) {
+    std::size_t stop = first;
+    while (in.is_other(stop)) ++stop;
+    return stop;
+  }
+  std::size_t whitespace = 0;
+  while (in.classes(position + whitespace) & class_whitespace) ++whitespace;
+  if (whitespace > 1 && position + whitespace < in.end) return position + whitespace - 1;  // \s+(?!\S): leave the last space to the next word
+  if (whitespace > 0) return position + whitespace;
+  return position + 1;
 }
 
 // Llama 3: (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
-inline void split_llama3(const DecodedText& text, std::size_t begin, std::size_t end, std::vector<std::uint32_t>& pieces) {
-  constexpr char32_t outside = 0xFFFFFFFF;
-  const auto code = [&](std::size_t at) { return at < end ? text.codepoints[at] : outside; };
-  const auto classes = [&](std::size_t at) -> std::uint8_t { return at < end ? text.classes[at] : 0; };
-  const auto is_other = [&](std::size_t at) {
-    return at < end && (text.classes[at] & (class_whitespace | class_letter | class_number)) == 0;
-  };
+inline std::size_t llama3_piece_end(MatcherInput& in, std::size_t position) {
   // Only ASCII letters can lower-case to s, t, r, e, v, m, l, d.
   const auto lower = [](char32_t c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; };
-  std::size_t position = begin;
-  const auto cut = [&](std::size_t piece_end) {
-    pieces.push_back(static_cast<std::uint32_t>(piece_end - position));
-    position = piece_end;
-  };
-  while (position < end) {
-    const char32_t c = code(position);
-    const std::uint8_t c_classes = classes(position);
-    if (c == '\'' && position + 1 < end) {
-      const char32_t next = lower(code(position + 1));
-      if (next == 's' || next == 't' || next == 'm' || next == 'd') { cut(position + 2); continue; }
-      if (position + 2 < end) {
-        const char32_t after = lower(code(position + 2));
-        if ((next == 'r' && after == 'e') || (next == 'v' && after == 'e') || (next == 'l' && after == 'l')) {
-          cut(position + 3);
-          continue;
-        }
-      }
+  const char32_t c = in.code(position);
+  const std::uint8_t c_classes = in.classes(position);
+  if (c == '\'' && in.has(position + 1)) {
+    const char32_t next = lower(in.code(position + 1));
+    if (next == 's' || next == 't' || next == 'm' || next == 'd') return position + 2;
+    if (in.has(position + 2)) {
+      const char32_t after = lower(in.code(position + 2));
+      if ((next == 'r' && after == 'e') || (next == 'v' && after == 'e') || (next == 'l' && after == 'l')) return position + 3;
     }
-    // [^\r\n\p{L}\p{N}]?\p{L}+
-    if (!(c == '\r' || c == '\n' || (c_classes & class_number))) {
-      if ((c_classes & class_letter) || (classes(position + 1) & class_letter)) {
-        std::size_t stop = position + 1;
-        while (classes(stop) & class_letter) ++stop;
-        cut(stop);
-        continue;
-      }
-    }
-    // \p{N}{1,3}
-    if (c_classes & class_number) {
-      std::size_t stop = position;
-      while ((classes(stop) & class_number) && stop - position < 3) ++stop;
-      cut(stop);
-      continue;
-    }
-    //  ?[^\s\p{L}\p{N}]+[\r\n]*
-    const std::size_t first = position + (c == ' ' ? 1 : 0);
-    if (is_other(first) || (c == ' ' && first >= end)) {
-      std::size_t stop = first;
-      while (is_other(stop)) ++stop;
-      while (code(stop) == '\r' || code(stop) == '\n') ++stop;
-      cut(stop);
-      continue;
-    }
-    std::size_t whitespace = 0;
-    std::size_t after_last_newline = 0;
-    while (classes(position + whitespace) & class_whitespace) {
-      const char32_t w = code(position + whitespace);
-      if (w == '\r' || w == '\n') after_last_newline = position + whitespace + 1;
-      ++whitespace;
-    }
-    if (after_last_newline > 0) {  // \s*[\r\n]+
-      cut(after_last_newline);
-      continue;
-    }
-    if (whitespace > 1 && position + whitespace < end) {  // \s+(?!\S)
-      cut(position + whitespace - 1);
-      continue;
-    }
-    if (whitespace > 0) {
-      cut(position + whitespace);
-      continue;
-    }
-    cut(position + 1);
   }
+  // [^\r\n\p{L}\p{N}]?\p{L}+
+  if (!(c == '\r' || c == '\n' || (c_classes & class_number))) {
+    if ((c_classes & class_letter) || (in.classes(position + 1) & class_letter)) {
+      std::size_t stop = position + 1;
+      while (in.classes(stop) & class_letter) ++stop;
+      return stop;
+    }
+  }
+  // \p{N}{1,3}
+  if (c_classes & class_number) {
+    std::size_t stop = position;
+    while (stop - position < 3 && (in.classes(stop) & class_number)) ++stop;
+    return stop;
+  }
+  //  ?[^\s\p{L}\p{N}]+[\r\n]*
+  const std::size_t first = position + (c == ' ' ? 1 : 0);
+  if (in.is_other(first) || (c == ' ' && first >= in.end && !in.more_text)) {
+    std::size_t stop = first;
+    while (in.is_other(stop)) ++stop;
+    while (in.code(stop) == '\r' || in.code(stop) == '\n') ++stop;
+    return stop;
+  }
+  std::size_t whitespace = 0;
+  std::size_t after_last_newline = 0;
+  while (in.classes(position + whitespace) & class_whitespace) {
+    const char32_t w = in.code(position + whitespace);
+    if (w == '\r' || w == '\n') after_last_newline = position + whitespace + 1;
+    ++whitespace;
+  }
+  if (after_last_newline > 0) return after_last_newline;  // \s*[\r\n]+
+  if (whitespace > 1 && position + whitespace < in.end) return position + whitespace - 1;  // \s+(?!\S)
+  if (whitespace > 0) return position + whitespace;
+  return position + 1;
+}
+
+template <class PieceEnd, class Piece>
+std::size_t split_with(PieceEnd&& piece_end_at, const DecodedText& text, std::size_t begin, std::size_t end, bool more_text,
+                       Piece&& piece) {
+  MatcherInput in{text, end, more_text};
+  std::size_t position = begin;
+  while (position < end) {
+    const std::size_t piece_end = piece_end_at(in, position);
+    if (in.undecided) return position;
+    piece(position, piece_end);
+    position = piece_end;
+  }
+  return end;
+}
+
+template <class Piece>
+std::size_t split_gpt2(const DecodedText& text, std::size_t begin, std::size_t end, bool more_text, Piece&& piece) {
+  return split_with(gpt2_piece_end, text, begin, end, more_text, piece);
+}
+
+template <class Piece>
+std::size_t split_llama3(const DecodedText& text, std::size_t begin, std::size_t end, bool more_text, Piece&& piece) {
+  return split_with(llama3_piece_end, text, begin, end, more_text, piece);
 }
 
 // One pass of a pre-tokenizer: each pass splits every piece of the previous one further.
@@ -1274,32 +1342,80 @@ struct Fragment {
   std::uint32_t length = 0;
 };
 
-// Scratch memory of one encode() call.
+// Scratch memory of encode(). Every part is sized by one window, chunk or word of the text,
+// never by the whole text (see cut_special_tokens, encode_bpe_fragment, encode_sentencepiece).
 struct EncodeScratch {
+  // Cutting special tokens, one window of the text at a time.
+  std::vector<std::uint64_t> occurrences;  // (index in special_tokens_ << 32) | byte offset in the window
+  enum : std::uint8_t { byte_text = 0, byte_cut = 1, byte_stripped = 2 };
+  std::vector<std::uint8_t> window_bytes;  // [window size] what each byte became
+  struct Cut {
+    std::uint32_t start, length;  // bytes of the window
+    Token token;
+  };
+  std::vector<Cut> cuts;
+  // Byte-level BPE: the decoded window of a fragment; a regex scratch per split step (a step runs
+  // while the one before it is half way through its own piece).
   DecodedText decoded;
-  std::vector<std::uint32_t> pieces, next_pieces;
-  SplitRegex::Scratch regex;
-  std::string word;  // the current word, byte-level encoded (BPE) or with spaces escaped (SentencePiece)
+  std::vector<SplitRegex::Scratch> regex;
+  // Merging one word (BPE) or one chunk (SentencePiece).
+  std::string word;  // byte-level encoded (BPE) or with spaces escaped (SentencePiece)
   struct Symbol {
     std::int32_t previous, next;
     std::uint32_t begin, length;  // bytes of `word`
     std::int32_t id;              // BPE: id in the text table (-1: none)
   };
   std::vector<Symbol> symbols;
-  struct Candidate {  // a possible merge of two adjacent symbols
-    float score;       // SentencePiece: score of the merged token (higher first)
-    std::int32_t rank; // BPE: merge rank (lower first)
-    std::int32_t left, right;
-    std::int32_t left_id, right_id, result;  // BPE
-    std::uint32_t length;                    // SentencePiece: bytes of the merged text
+  struct BpeCandidate {  // merging symbol `left` with the one after it (checked against the ids when taken)
+    std::int32_t rank;   // lower first
+    std::int32_t left;
+    std::int32_t left_id, right_id, result;
   };
-  std::vector<Candidate> heap;
-  std::vector<Fragment> fragments, next_fragments;
-  std::vector<std::int32_t> occurring_specials;
+  std::vector<BpeCandidate> bpe_heap;
+  struct SentencePieceCandidate {  // merging symbol `left` with the one after it into `length` bytes
+    float score;                   // the merged token's; higher first
+    std::int32_t left;
+    std::uint32_t length;
+  };
+  std::vector<SentencePieceCandidate> sentencepiece_heap;
+  std::uint64_t work = 0;  // steps of the last encode (see TokenizerScratch::last_work)
+
+  std::size_t capacity_bytes() const noexcept {
+    std::size_t bytes = occurrences.capacity() * sizeof(std::uint64_t) + window_bytes.capacity() + cuts.capacity() * sizeof(Cut) +
+                        decoded.codepoints.capacity() * sizeof(char32_t) + decoded.classes.capacity() +
+                        decoded.byte_offsets.capacity() * sizeof(std::uint32_t) + regex.capacity() * sizeof(SplitRegex::Scratch) +
+                        word.capacity() + symbols.capacity() * sizeof(Symbol) + bpe_heap.capacity() * sizeof(BpeCandidate) +
+                        sentencepiece_heap.capacity() * sizeof(SentencePieceCandidate);
+    for (const SplitRegex::Scratch& step : regex) {
+      bytes += step.failed.capacity() * sizeof(std::uint64_t) + step.stack.capacity() * sizeof(step.stack[0]);
+    }
+    return bytes;
+  }
 };
+
+// SentencePiece text is merged in chunks of about this many bytes (cut where no merge can cross).
+inline constexpr std::size_t sentencepiece_chunk_bytes = 256;
+// Byte-level BPE decodes a fragment this many bytes at a time to begin with.
+inline constexpr std::size_t first_window_bytes = 64 * 1024;
 
 }  // namespace text
 }  // namespace detail
+
+// Scratch memory for Tokenizer::encode_into. Passing the same one to every call makes encoding
+// allocate nothing but the ids once it has grown; how large it grows depends on the text's
+// longest word (or longest run that no safe place cuts), not on the text's length.
+class TokenizerScratch {
+ public:
+  // Bytes it holds now.
+  std::size_t capacity_bytes() const noexcept { return scratch_.capacity_bytes(); }
+  // Steps of the last encode (bytes looked at while finding special tokens, regex instructions,
+  // merge candidates ...). Tests check that it grows linearly with the text.
+  std::uint64_t last_work() const noexcept { return scratch_.work; }
+
+ private:
+  friend class Tokenizer;
+  detail::text::EncodeScratch scratch_;
+};
 
 class Tokenizer {
  public:
@@ -1314,7 +1430,9 @@ class Tokenizer {
   static Result<Tokenizer> from_gguf(const gguf::File& file);
 
   // Text -> ids. The text must be valid UTF-8 (else ErrorCode::invalid_argument with the byte
-  // offset). Allocates the result and scratch proportional to the text, nothing else.
+  // offset). The text is plain unless options.parse_special: see EncodeOptions. Allocates the
+  // result and a scratch that depends on the longest word, not on the text's length; time is
+  // linear in the text.
   Result<std::vector<Token>> encode(std::string_view text, const EncodeOptions& options = EncodeOptions()) const {
     std::vector<Token> tokens;
     LAMINA_TRY(encode_into(text, tokens, options));
@@ -1322,7 +1440,14 @@ class Tokenizer {
   }
   // Same, appending to `tokens` (which is left unchanged on error).
   Result<void> encode_into(std::string_view text, std::vector<Token>& tokens,
-                           const EncodeOptions& options = EncodeOptions()) const;
+                           const EncodeOptions& options = EncodeOptions()) const {
+    TokenizerScratch scratch;
+    return encode_into(text, tokens, options, scratch);
+  }
+  // Same, with the caller's scratch: reused from call to call, encoding allocates nothing but
+  // the growth of `tokens` once the scratch has grown.
+  Result<void> encode_into(std::string_view text, std::vector<Token>& tokens, const EncodeOptions& options,
+                           TokenizerScratch& scratch) const;
 
   // The bytes one token stands for: SentencePiece "▁" -> " ", <0x0A> -> "\n", byte-level BPE
   // characters -> their bytes, user-defined tokens as written, control and unknown tokens ""
@@ -1383,11 +1508,21 @@ class Tokenizer {
 
   Tokenizer() = default;  // only create() makes tokenizers: an empty one could not encode
   bool in_vocabulary(Token token) const noexcept { return token >= 0 && static_cast<std::size_t>(token) < vocab_size_; }
-  void cut_special_tokens(std::string_view text, bool parse_special, detail::text::EncodeScratch& scratch) const;
+  template <class FragmentSink>
+  void cut_special_tokens(std::string_view text, bool parse_special, detail::text::EncodeScratch& scratch,
+                          FragmentSink&& fragment) const;
   void encode_sentencepiece(std::string_view text, bool space_prefix, std::vector<Token>& tokens,
                             detail::text::EncodeScratch& scratch) const;
+  void encode_sentencepiece_chunk(std::string_view chunk, std::vector<Token>& tokens, detail::text::EncodeScratch& scratch) const;
   void encode_bpe_fragment(std::string_view text, std::vector<Token>& tokens, detail::text::EncodeScratch& scratch) const;
+  std::size_t split_and_encode(std::size_t step, std::string_view window, std::size_t begin, std::size_t end, bool more_text,
+                               std::vector<Token>& tokens, detail::text::EncodeScratch& scratch) const;
   void encode_bpe_word(std::string_view word, std::vector<Token>& tokens, detail::text::EncodeScratch& scratch) const;
+  // Whether the byte `second` follows the byte `first` somewhere inside a token's text.
+  bool bytes_adjacent_in_a_token(unsigned char first, unsigned char second) const noexcept {
+    const std::size_t pair = static_cast<std::size_t>(first) << 8 | second;
+    return (byte_pairs_in_tokens_[pair / 64] >> (pair % 64)) & 1u;
+  }
   std::string make_piece(Token token) const;
 
   Algorithm algorithm_ = Algorithm::sentencepiece;
@@ -1406,6 +1541,10 @@ class Tokenizer {
   bool add_bos_ = false, add_eos_ = false, add_space_prefix_ = false;
   std::vector<Token> special_tokens_;  // control, user-defined and unknown tokens, longest text first
   detail::text::SpecialTokenTrie special_trie_;  // value: index in special_tokens_
+  bool specials_strip_whitespace_ = false;  // some special token has attribute_strip_left / _right
+  // [65536 bits] bit (a << 8 | b): the byte b follows the byte a inside some token's text
+  // (SentencePiece: no merge crosses a place where the two bytes around it have no bit).
+  std::vector<std::uint64_t> byte_pairs_in_tokens_;
   std::vector<Token> end_of_generation_;   // sorted
   std::array<std::int32_t, 256> byte_piece_id_{};         // BPE: text-table id of each byte's character
   std::array<Token, 256> single_byte_token_{};            // the token whose text is that one byte
@@ -1593,8 +1732,21 @@ inline Result<Tokenizer> Tokenizer::create(VocabularyData vocabulary) {
       if (id >= 0) tokenizer.attributes_[static_cast<std::size_t>(id)] &= static_cast<std::uint8_t>(~detail::text::attribute_strip_right);
     }
   }
-  for (std::size_t index = 0; index < tokenizer.special_tokens_.size(); ++index) {
-    tokenizer.special_trie_.insert(tokenizer.texts_.text(tokenizer.special_tokens_[index]), static_cast<std::int32_t>(index));
+  std::vector<std::string_view> special_texts;
+  special_texts.reserve(tokenizer.special_tokens_.size());
+  for (Token id : tokenizer.special_tokens_) {
+    special_texts.push_back(tokenizer.texts_.text(id));
+    const std::uint8_t strips = detail::text::attribute_strip_left | detail::text::attribute_strip_right;
+    if (tokenizer.attributes_[static_cast<std::size_t>(id)] & strips) tokenizer.specials_strip_whitespace_ = true;
+  }
+  tokenizer.special_trie_.build(special_texts);
+  tokenizer.byte_pairs_in_tokens_.assign(65536 / 64, 0);
+  for (std::size_t id = 0; id < count; ++id) {
+    const std::string& text = tokenizer.texts_.text(static_cast<Token>(id));
+    for (std::size_t i = 1; i < text.size(); ++i) {
+      const std::size_t pair = static_cast<std::size_t>(static_cast<unsigned char>(text[i - 1])) << 8 | static_cast<unsigned char>(text[i]);
+      tokenizer.byte_pairs_in_tokens_[pair / 64] |= std::uint64_t{1} << (pair % 64);
+    }
   }
 
   // Byte tables.
@@ -1735,65 +1887,123 @@ inline std::string Tokenizer::decode(const Token* tokens, std::size_t count, con
   return text;
 }
 
-// llama.cpp's tokenizer_st_partition: for each special token, longest first, every occurrence
-// in the remaining raw fragments becomes a token fragment.
-inline void Tokenizer::cut_special_tokens(std::string_view text, bool parse_special, detail::text::EncodeScratch& scratch) const {
-  std::vector<detail::text::Fragment>& fragments = scratch.fragments;
-  fragments.clear();
+// llama.cpp's tokenizer_st_partition: for each special token, longest first (equal lengths: lower
+// id first), every occurrence in the fragments still raw text, leftmost first, becomes a token
+// fragment. Calls fragment(Fragment) for the fragments, in order.
+//
+// Done in one pass, with the same result. Taking the tokens one after the other and each at
+// its occurrences left to right is taking all occurrences in the order (special token, start)
+// and keeping each that overlaps nothing kept before (nor the whitespace a kept one stripped).
+// Occurrences only matter to each other when they overlap, so the text is cut into windows that
+// no occurrence crosses (and, when some token strips whitespace, between two bytes that are not
+// whitespace), and each window is settled alone as soon as it ends. Time: one trie walk per
+// byte; memory: one window. (llama.cpp's way costs a pass over the text per special token that
+// occurs: with thousands of user-defined tokens a long text took minutes.)
+template <class FragmentSink>
+void Tokenizer::cut_special_tokens(std::string_view text, bool parse_special, detail::text::EncodeScratch& scratch,
+                                   FragmentSink&& fragment) const {
+  using detail::text::EncodeScratch;
+  using detail::text::Fragment;
   if (text.empty()) return;
-  fragments.push_back({-1, 0, static_cast<std::uint32_t>(text.size())});
-
-  // Only special tokens that occur in the text can cut it (fragments are parts of the text).
-  std::vector<std::int32_t>& occurring = scratch.occurring_specials;
-  occurring.clear();
-  special_trie_.for_each_occurring(text, [&](std::int32_t index) { occurring.push_back(index); });
-  std::sort(occurring.begin(), occurring.end());
-  occurring.erase(std::unique(occurring.begin(), occurring.end()), occurring.end());
-
-  for (std::int32_t index : occurring) {
-    const Token special = special_tokens_[static_cast<std::size_t>(index)];
-    const std::uint8_t attributes = attributes_[static_cast<std::size_t>(special)];
-    if (!parse_special && (attributes & (detail::text::attribute_control | detail::text::attribute_unknown))) continue;
-    const std::string& special_text = texts_.text(special);
-    std::vector<detail::text::Fragment>& result = scratch.next_fragments;
-    result.clear();
-    for (const detail::text::Fragment& fragment : fragments) {
-      if (fragment.token >= 0) {
-        result.push_back(fragment);
-        continue;
-      }
-      std::size_t offset = fragment.offset;
-      std::size_t length = fragment.length;
-      for (;;) {
-        const std::size_t match = text.substr(0, offset + length).find(special_text, offset);
-        if (match == std::string_view::npos) {
-          result.push_back({-1, static_cast<std::uint32_t>(offset), static_cast<std::uint32_t>(length)});
-          break;
-        }
-        std::size_t left_length = match - offset;
-        if (attributes & detail::text::attribute_strip_left) {
-          while (left_length > 0 && detail::text::is_c_space(text[offset + left_length - 1])) --left_length;
-        }
-        if (left_length > 0) result.push_back({-1, static_cast<std::uint32_t>(offset), static_cast<std::uint32_t>(left_length)});
-        result.push_back({special, 0, 0});
-        std::size_t right_offset = match + special_text.size();
-        std::size_t right_length = offset + length - right_offset;
-        if (attributes & detail::text::attribute_strip_right) {
-          while (right_length > 0 && detail::text::is_c_space(text[right_offset])) {
-            ++right_offset;
-            --right_length;
-          }
-        }
-        if (right_length == 0) break;
-        offset = right_offset;
-        length = right_length;
-      }
-    }
-    fragments.swap(result);
+  if (special_tokens_.empty()) {
+    fragment(Fragment{-1, 0, static_cast<std::uint32_t>(text.size())});
+    return;
   }
+  // Raw text is held back until a token or the end: a fragment of text can span many windows.
+  Fragment held{-1, 0, 0};
+  const auto add_text = [&](std::size_t offset, std::size_t length) {
+    if (length == 0) return;
+    if (held.length > 0 && held.offset + held.length == offset) {
+      held.length += static_cast<std::uint32_t>(length);
+      return;
+    }
+    if (held.length > 0) fragment(held);
+    held = Fragment{-1, static_cast<std::uint32_t>(offset), static_cast<std::uint32_t>(length)};
+  };
+  const auto add_token = [&](Token token) {
+    if (held.length > 0) fragment(held);
+    held.length = 0;
+    fragment(Fragment{token, 0, 0});
+  };
+
+  std::vector<std::uint64_t>& occurrences = scratch.occurrences;
+  std::vector<std::uint8_t>& window_bytes = scratch.window_bytes;
+  std::vector<EncodeScratch::Cut>& cuts = scratch.cuts;
+  // Settles the window [begin, end) from its occurrences.
+  const auto settle = [&](std::size_t begin, std::size_t end) {
+    const std::size_t size = end - begin;
+    std::sort(occurrences.begin(), occurrences.end());  // by special token (longest first), then start
+    window_bytes.assign(size, EncodeScratch::byte_text);
+    cuts.clear();
+    for (const std::uint64_t occurrence : occurrences) {
+      const Token special = special_tokens_[static_cast<std::size_t>(occurrence >> 32)];
+      const auto start = static_cast<std::size_t>(occurrence & 0xFFFFFFFFu);
+      const std::size_t length = texts_.text(special).size();
+      // Everything kept so far is at least as long as this occurrence (longest first), so what
+      // overlaps it covers its first or its last byte.
+      if (window_bytes[start] != EncodeScratch::byte_text || window_bytes[start + length - 1] != EncodeScratch::byte_text) continue;
+      std::fill(window_bytes.begin() + static_cast<std::ptrdiff_t>(start), window_bytes.begin() + static_cast<std::ptrdiff_t>(start + length),
+                EncodeScratch::byte_cut);
+      const std::uint8_t attributes = attributes_[static_cast<std::size_t>(special)];
+      if (attributes & detail::text::attribute_strip_left) {
+        for (std::size_t at = start; at > 0 && window_bytes[at - 1] == EncodeScratch::byte_text && detail::text::is_c_space(text[begin + at - 1]); --at) {
+          window_bytes[at - 1] = EncodeScratch::byte_stripped;
+        }
+      }
+      if (attributes & detail::text::attribute_strip_right) {
+        for (std::size_t at = start + length; at < size && window_bytes[at] == EncodeScratch::byte_text && detail::text::is_c_space(text[begin + at]); ++at) {
+          window_bytes[at] = EncodeScratch::byte_stripped;
+        }
+      }
+      cuts.push_back({static_cast<std::uint32_t>(start), static_cast<std::uint32_t>(length), special});
+    }
+    std::sort(cuts.begin(), cuts.end(), [](const EncodeScratch::Cut& a, const EncodeScratch::Cut& b) { return a.start < b.start; });
+    // Between two cuts: whitespace the first stripped, text, whitespace the second stripped.
+    std::size_t at = 0;
+    const auto add_text_before = [&](std::size_t stop) {
+      while (at < stop && window_bytes[at] == EncodeScratch::byte_stripped) ++at;
+      std::size_t text_end = at;
+      while (text_end < stop && window_bytes[text_end] == EncodeScratch::byte_text) ++text_end;
+      add_text(begin + at, text_end - at);
+    };
+    for (const EncodeScratch::Cut& cut : cuts) {
+      add_text_before(cut.start);
+      add_token(cut.token);
+      at = cut.start + cut.length;
+    }
+    add_text_before(size);
+    scratch.work += occurrences.size() + size;
+  };
+
+  occurrences.clear();
+  std::size_t window_start = 0;
+  std::size_t reach = 0;  // end of the furthest occurrence found so far
+  for (std::size_t position = 0;; ++position) {
+    const bool at_end = position == text.size();
+    bool window_ends = at_end || reach <= position;
+    if (window_ends && !at_end && specials_strip_whitespace_) {  // stripping never crosses a window's edge
+      window_ends = !detail::text::is_c_space(text[position]) && (position == 0 || !detail::text::is_c_space(text[position - 1]));
+    }
+    if (window_ends && position > window_start) {
+      if (occurrences.empty()) add_text(window_start, position - window_start);
+      else settle(window_start, position);
+      occurrences.clear();
+      window_start = position;
+    }
+    if (at_end) break;
+    scratch.work += special_trie_.for_each_at(text, position, [&](std::int32_t index, std::size_t length) {
+      const Token special = special_tokens_[static_cast<std::size_t>(index)];
+      const std::uint8_t attributes = attributes_[static_cast<std::size_t>(special)];
+      if (!parse_special && (attributes & (detail::text::attribute_control | detail::text::attribute_unknown))) return;
+      occurrences.push_back(static_cast<std::uint64_t>(index) << 32 | (position - window_start));
+      reach = std::max(reach, position + length);
+    });
+  }
+  if (held.length > 0) fragment(held);
 }
 
-inline Result<void> Tokenizer::encode_into(std::string_view text, std::vector<Token>& tokens, const EncodeOptions& options) const {
+inline Result<void> Tokenizer::encode_into(std::string_view text, std::vector<Token>& tokens, const EncodeOptions& options,
+                                           TokenizerScratch& scratch) const {
   const std::size_t invalid_at = unicode::find_invalid_utf8(text);
   if (invalid_at != std::string_view::npos) {
     char byte[8];
@@ -1807,51 +2017,71 @@ inline Result<void> Tokenizer::encode_into(std::string_view text, std::vector<To
   if (add_bos && bos_ < 0) return fail(ErrorCode::invalid_argument, "encode: BOS asked for, but the vocabulary has none");
   if (add_eos && eos_ < 0) return fail(ErrorCode::invalid_argument, "encode: EOS asked for, but the vocabulary has none");
 
-  detail::text::EncodeScratch scratch;
-  cut_special_tokens(text, options.parse_special, scratch);
+  detail::text::EncodeScratch& work = scratch.scratch_;
+  work.work = 0;
+  if (work.regex.size() < split_steps_.size()) work.regex.resize(split_steps_.size());
+  for (detail::text::SplitRegex::Scratch& step : work.regex) step.steps = 0;
   if (add_bos) tokens.push_back(bos_);
   bool previous_was_special = true;  // SentencePiece: a space prefix before the first text
-  for (const detail::text::Fragment& fragment : scratch.fragments) {
+  cut_special_tokens(text, options.parse_special, work, [&](const detail::text::Fragment& fragment) {
     if (fragment.token >= 0) {
       tokens.push_back(fragment.token);
       previous_was_special = true;
-      continue;
+      return;
     }
     const std::string_view fragment_text = text.substr(fragment.offset, fragment.length);
     if (algorithm_ == Algorithm::sentencepiece) {
-      encode_sentencepiece(fragment_text, add_space_prefix_ && previous_was_special, tokens, scratch);
+      encode_sentencepiece(fragment_text, add_space_prefix_ && previous_was_special, tokens, work);
     } else {
-      encode_bpe_fragment(fragment_text, tokens, scratch);
+      encode_bpe_fragment(fragment_text, tokens, work);
     }
     previous_was_special = false;
-  }
+  });
   if (add_eos) tokens.push_back(eos_);
+  for (const detail::text::SplitRegex::Scratch& step : work.regex) work.work += step.steps;
   return success();
 }
 
-// llama.cpp's SPM tokenizer: start from single characters and keep merging the adjacent pair
-// whose concatenation is the token with the best score (leftmost first among equals).
+// llama.cpp's SPM tokenizer on one fragment, chunk by chunk. A merge joins two pieces into a
+// token, so no merge crosses a place where the byte before and the byte after are next to each
+// other in no token's text: chunks end at such places once they hold sentencepiece_chunk_bytes
+// (in English text nearly every space is one). The result is that of merging the whole fragment
+// at once, with a small merge heap instead of one as large as the text.
 inline void Tokenizer::encode_sentencepiece(std::string_view text, bool space_prefix, std::vector<Token>& tokens,
                                             detail::text::EncodeScratch& scratch) const {
-  std::string& word = scratch.word;
-  word.clear();
-  if (space_prefix) word += "\xE2\x96\x81";
+  std::string& chunk = scratch.word;
+  chunk.clear();
+  if (space_prefix) chunk += "\xE2\x96\x81";
   for (const char c : text) {
-    if (c == ' ') word += "\xE2\x96\x81";
-    else word.push_back(c);
+    const auto byte = static_cast<unsigned char>(c);
+    const unsigned char first_byte = c == ' ' ? 0xE2 : byte;  // a space becomes "▁" (E2 96 81)
+    if (chunk.size() >= detail::text::sentencepiece_chunk_bytes && (byte & 0xC0) != 0x80 &&
+        !bytes_adjacent_in_a_token(static_cast<unsigned char>(chunk.back()), first_byte)) {
+      encode_sentencepiece_chunk(chunk, tokens, scratch);
+      chunk.clear();
+    }
+    if (c == ' ') chunk += "\xE2\x96\x81";
+    else chunk.push_back(c);
   }
+  encode_sentencepiece_chunk(chunk, tokens, scratch);
+}
+
+// Start from single characters and keep merging the adjacent pair whose concatenation is the
+// token with the best score (leftmost first among equals).
+inline void Tokenizer::encode_sentencepiece_chunk(std::string_view chunk, std::vector<Token>& tokens,
+                                                  detail::text::EncodeScratch& scratch) const {
   using Symbol = detail::text::EncodeScratch::Symbol;
-  using Candidate = detail::text::EncodeScratch::Candidate;
+  using Candidate = detail::text::EncodeScratch::SentencePieceCandidate;
   std::vector<Symbol>& symbols = scratch.symbols;
   symbols.clear();
-  for (std::size_t offset = 0; offset < word.size();) {
-    const std::size_t length = std::min(unicode::utf8_sequence_length(static_cast<unsigned char>(word[offset])), word.size() - offset);
+  for (std::size_t offset = 0; offset < chunk.size();) {
+    const std::size_t length = std::min(unicode::utf8_sequence_length(static_cast<unsigned char>(chunk[offset])), chunk.size() - offset);
     const auto index = static_cast<std::int32_t>(symbols.size());
-    symbols.push_back({index - 1, offset + length < word.size() ? index + 1 : -1, static_cast<std::uint32_t>(offset),
+    symbols.push_back({index - 1, offset + length < chunk.size() ? index + 1 : -1, static_cast<std::uint32_t>(offset),
                        static_cast<std::uint32_t>(length), -1});
     offset += length;
   }
-  std::vector<Candidate>& heap = scratch.heap;
+  std::vector<Candidate>& heap = scratch.sentencepiece_heap;
   heap.clear();
   const auto lower_priority = [](const Candidate& a, const Candidate& b) {
     return a.score < b.score || (a.score == b.score && a.left > b.left);
@@ -1860,9 +2090,9 @@ inline void Tokenizer::encode_sentencepiece(std::string_view text, bool space_pr
     if (left < 0 || right < 0) return;
     const Symbol& l = symbols[static_cast<std::size_t>(left)];
     const Symbol& r = symbols[static_cast<std::size_t>(right)];
-    const Token merged = find(std::string_view(word).substr(l.begin, l.length + r.length));
+    const Token merged = find(chunk.substr(l.begin, l.length + r.length));
     if (merged < 0) return;
-    heap.push_back({scores_[static_cast<std::size_t>(merged)], 0, left, right, 0, 0, 0, l.length + r.length});
+    heap.push_back({scores_[static_cast<std::size_t>(merged)], left, l.length + r.length});
     std::push_heap(heap.begin(), heap.end(), lower_priority);
   };
   for (std::size_t i = 1; i < symbols.size(); ++i) consider(static_cast<std::int32_t>(i - 1), static_cast<std::int32_t>(i));
@@ -1870,9 +2100,13 @@ inline void Tokenizer::encode_sentencepiece(std::string_view text, bool space_pr
     std::pop_heap(heap.begin(), heap.end(), lower_priority);
     const Candidate best = heap.back();
     heap.pop_back();
+    ++scratch.work;
     Symbol& left = symbols[static_cast<std::size_t>(best.left)];
-    Symbol& right = symbols[static_cast<std::size_t>(best.right)];
-    if (left.length == 0 || right.length == 0 || left.length + right.length != best.length) continue;  // outdated
+    // Outdated when the left symbol was merged into the one before it, or either side grew
+    // since (the pair it was made for no longer has best.length bytes).
+    if (left.length == 0 || left.next < 0) continue;
+    Symbol& right = symbols[static_cast<std::size_t>(left.next)];
+    if (left.length + right.length != best.length) continue;
     left.length += right.length;
     right.length = 0;
     left.next = right.next;
@@ -1880,9 +2114,10 @@ inline void Tokenizer::encode_sentencepiece(std::string_view text, bool space_pr
     consider(left.previous, best.left);
     consider(best.left, left.next);
   }
+  scratch.work += symbols.size();
   for (std::int32_t index = symbols.empty() ? -1 : 0; index >= 0; index = symbols[static_cast<std::size_t>(index)].next) {
     const Symbol& symbol = symbols[static_cast<std::size_t>(index)];
-    const std::string_view piece_text = std::string_view(word).substr(symbol.begin, symbol.length);
+    const std::string_view piece_text = chunk.substr(symbol.begin, symbol.length);
     const Token token = find(piece_text);
     if (token >= 0) {
       tokens.push_back(token);
@@ -1900,33 +2135,55 @@ inline void Tokenizer::encode_sentencepiece(std::string_view text, bool space_pr
 }
 
 // Byte-level BPE on one raw-text fragment: pre-tokenize into words, then merge each word.
+// The fragment is decoded a window at a time (first_window_bytes to begin with): the first
+// split step runs on the window and stops before the first piece whose end depends on text past
+// it. The pieces it gave out are final, since the regexes and matchers saw what they would
+// see in the whole fragment; each goes through the later steps and is merged at once, and the
+// next window starts after the last one. A piece longer than the window doubles it.
 inline void Tokenizer::encode_bpe_fragment(std::string_view text, std::vector<Token>& tokens, detail::text::EncodeScratch& scratch) const {
+  if (split_steps_.empty()) {
+    encode_bpe_word(text, tokens, scratch);
+    return;
+  }
   detail::text::DecodedText& decoded = scratch.decoded;
-  decoded.assign(text);
-  std::vector<std::uint32_t>& pieces = scratch.pieces;
-  pieces.assign(1, static_cast<std::uint32_t>(decoded.size()));
-  for (const detail::text::SplitStep& step : split_steps_) {
-    std::vector<std::uint32_t>& next = scratch.next_pieces;
-    next.clear();
-    std::size_t begin = 0;
-    for (const std::uint32_t length : pieces) {
-      const std::size_t end = begin + length;
-      switch (step.kind) {
-        case detail::text::SplitStep::Kind::gpt2: detail::text::split_gpt2(decoded, begin, end, next); break;
-        case detail::text::SplitStep::Kind::llama3: detail::text::split_llama3(decoded, begin, end, next); break;
-        case detail::text::SplitStep::Kind::regex: step.regex.split(decoded, begin, end, next, scratch.regex); break;
-      }
-      begin = end;
-    }
-    pieces.swap(next);
+  std::size_t window_bytes = detail::text::first_window_bytes;
+  std::size_t done = 0;  // bytes of `text` whose words are encoded
+  while (done < text.size()) {
+    std::size_t window_end = text.size() - done > window_bytes ? done + window_bytes : text.size();
+    while (window_end < text.size() && (static_cast<unsigned char>(text[window_end]) & 0xC0) == 0x80) ++window_end;
+    const std::string_view window = text.substr(done, window_end - done);
+    decoded.assign(window);
+    scratch.work += decoded.size();
+    const bool more_text = window_end < text.size();
+    const std::size_t split_end = split_and_encode(0, window, 0, decoded.size(), more_text, tokens, scratch);
+    if (!more_text) break;
+    if (split_end == 0) window_bytes *= 2;
+    else done += decoded.byte_offsets[split_end];
   }
-  std::size_t begin = 0;
-  for (const std::uint32_t length : pieces) {
+}
+
+// Split step `step` on the code points [begin, end) of the decoded window; each piece goes
+// through the steps after it, and the pieces of the last step are merged as words. Returns
+// where the pieces given out end (see SplitRegex::split for more_text).
+inline std::size_t Tokenizer::split_and_encode(std::size_t step, std::string_view window, std::size_t begin, std::size_t end,
+                                               bool more_text, std::vector<Token>& tokens, detail::text::EncodeScratch& scratch) const {
+  const detail::text::DecodedText& decoded = scratch.decoded;
+  if (step == split_steps_.size()) {
     const std::size_t first_byte = decoded.byte_offsets[begin];
-    const std::size_t end_byte = decoded.byte_offsets[begin + length];
-    if (end_byte > first_byte) encode_bpe_word(text.substr(first_byte, end_byte - first_byte), tokens, scratch);
-    begin += length;
+    const std::size_t end_byte = decoded.byte_offsets[end];
+    if (end_byte > first_byte) encode_bpe_word(window.substr(first_byte, end_byte - first_byte), tokens, scratch);
+    return end;
   }
+  const auto piece = [&](std::size_t piece_begin, std::size_t piece_end) {
+    split_and_encode(step + 1, window, piece_begin, piece_end, false, tokens, scratch);
+  };
+  const detail::text::SplitStep& split = split_steps_[step];
+  switch (split.kind) {
+    case detail::text::SplitStep::Kind::gpt2: return detail::text::split_gpt2(decoded, begin, end, more_text, piece);
+    case detail::text::SplitStep::Kind::llama3: return detail::text::split_llama3(decoded, begin, end, more_text, piece);
+    case detail::text::SplitStep::Kind::regex: return split.regex.split(decoded, begin, end, more_text, scratch.regex[step], piece);
+  }
+  return end;
 }
 
 // llama.cpp's BPE session on one word: bytes -> byte-level characters, then apply the merge
@@ -1935,7 +2192,7 @@ inline void Tokenizer::encode_bpe_word(std::string_view word, std::vector<Token>
   std::string& encoded = scratch.word;
   encoded.clear();
   using Symbol = detail::text::EncodeScratch::Symbol;
-  using Candidate = detail::text::EncodeScratch::Candidate;
+  using Candidate = detail::text::EncodeScratch::BpeCandidate;
   std::vector<Symbol>& symbols = scratch.symbols;
   symbols.clear();
   for (const char c : word) {
@@ -1947,6 +2204,7 @@ inline void Tokenizer::encode_bpe_word(std::string_view word, std::vector<Token>
                        byte_piece_id_[byte]});
   }
   symbols.back().next = -1;
+  scratch.work += symbols.size();
   if (ignore_merges_) {  // Llama 3: a word that is a token stays whole
     const Token whole = find(encoded);
     if (whole >= 0) {
@@ -1954,7 +2212,7 @@ inline void Tokenizer::encode_bpe_word(std::string_view word, std::vector<Token>
       return;
     }
   }
-  std::vector<Candidate>& heap = scratch.heap;
+  std::vector<Candidate>& heap = scratch.bpe_heap;
   heap.clear();
   const auto lower_priority = [](const Candidate& a, const Candidate& b) {
     return a.rank > b.rank || (a.rank == b.rank && a.left > b.left);
@@ -1966,7 +2224,7 @@ inline void Tokenizer::encode_bpe_word(std::string_view word, std::vector<Token>
     if (left_id < 0 || right_id < 0) return;
     const detail::text::MergeTable::Merge merge = merges_.find(left_id, right_id);
     if (merge.rank < 0) return;
-    heap.push_back({0.0f, merge.rank, left, right, left_id, right_id, merge.result, 0});
+    heap.push_back({merge.rank, left, left_id, right_id, merge.result});
     std::push_heap(heap.begin(), heap.end(), lower_priority);
   };
   for (std::size_t i = 1; i < symbols.size(); ++i) consider(static_cast<std::int32_t>(i - 1), static_cast<std::int32_t>(i));
@@ -1974,10 +2232,13 @@ inline void Tokenizer::encode_bpe_word(std::string_view word, std::vector<Token>
     std::pop_heap(heap.begin(), heap.end(), lower_priority);
     const Candidate best = heap.back();
     heap.pop_back();
+    ++scratch.work;
     Symbol& left = symbols[static_cast<std::size_t>(best.left)];
-    Symbol& right = symbols[static_cast<std::size_t>(best.right)];
-    // Outdated when either side was merged since (it vanished or became another piece).
-    if (left.length == 0 || right.length == 0 || left.id != best.left_id || right.id != best.right_id) continue;
+    // Outdated when either side was merged since: the left one vanished or became another piece
+    // (its next is then another symbol too), or the right one became another piece.
+    if (left.length == 0 || left.id != best.left_id || left.next < 0) continue;
+    Symbol& right = symbols[static_cast<std::size_t>(left.next)];
+    if (right.id != best.right_id) continue;
     left.length += right.length;
     left.id = best.result;
     right.length = 0;
