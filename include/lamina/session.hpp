@@ -271,13 +271,16 @@ class Session {
   }
   Result<void> feed(const std::vector<Token>& tokens, SequenceId sequence = 0) { return feed(tokens.data(), tokens.size(), sequence); }
 
-  // Tokenizes `text` (adding BOS when the sequence is empty and the model wants one) and feeds it.
-  Result<void> feed_text(std::string_view text, SequenceId sequence = 0) {
+  // Tokenizes `text` and feeds it. The text is plain, as a user typed it: "</s>" or
+  // "<|im_end|>" in it are those characters, not control tokens; set options.parse_special only
+  // for text built from a trusted template. options.add_bos -1 (the default) adds BOS when the
+  // sequence is empty and the model wants one.
+  Result<void> feed_text(std::string_view text, SequenceId sequence = 0, const EncodeOptions& options = EncodeOptions()) {
     if (!model_->has_tokenizer()) return fail(ErrorCode::invalid_state, "feed_text: the model was loaded without a tokenizer");
     LAMINA_TRY(check_sequence(sequence));
-    Tokenizer::EncodeOptions options;
-    options.add_bos = position(sequence) == 0 ? -1 : 0;
-    Result<std::vector<Token>> tokens = model_->tokenizer().encode(text, options);
+    EncodeOptions encode_options = options;
+    if (encode_options.add_bos < 0 && position(sequence) != 0) encode_options.add_bos = 0;
+    Result<std::vector<Token>> tokens = model_->tokenizer().encode(text, encode_options);
     if (!tokens) return tokens.take_error();
     return feed(*tokens, sequence);
   }
@@ -482,6 +485,9 @@ struct GenerateOptions {
   std::vector<std::string> stop_strings;  // generation ends when the text contains one; it is not emitted
   bool stop_at_end_of_generation = true;  // end at EOS / EOT tokens
   SequenceId sequence = 0;
+  // A text prompt is plain unless this is set: see EncodeOptions::parse_special. Only for
+  // prompts built from trusted templates, never for what a user typed.
+  bool parse_special = false;
 };
 
 enum class StopReason { max_tokens, end_of_generation, stop_string, cancelled };
@@ -541,12 +547,14 @@ inline Result<GenerationResult> generate(Session& session, const std::vector<Tok
   return result;
 }
 
-// Same, from text: tokenized with BOS when the sequence is empty and the model wants one.
+// Same, from text: tokenized as plain text (unless options.parse_special), with BOS when the
+// sequence is empty and the model wants one.
 inline Result<GenerationResult> generate(Session& session, std::string_view prompt, const GenerateOptions& options,
                                          const std::function<bool(std::string_view)>& on_text = {}) {
   if (!session.model().has_tokenizer()) return fail(ErrorCode::invalid_state, "generate: the model was loaded without a tokenizer");
-  Tokenizer::EncodeOptions encode_options;
+  EncodeOptions encode_options;
   encode_options.add_bos = session.position(options.sequence) == 0 ? -1 : 0;
+  encode_options.parse_special = options.parse_special;
   Result<std::vector<Token>> tokens = session.model().tokenizer().encode(prompt, encode_options);
   if (!tokens) return tokens.take_error();
   return generate(session, *tokens, options, on_text);
