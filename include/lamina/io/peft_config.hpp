@@ -40,6 +40,7 @@
 #pragma once
 
 #include "../core/result.hpp"
+#include "json_check.hpp"
 #include "safetensors.hpp"
 
 #include <nlohmann/json.hpp>
@@ -1087,42 +1088,6 @@ namespace detail {
 
 inline std::string quote_key(const std::string& key) { return safetensors::detail::quote_name(key); }
 
-// A SAX pass before nlohmann builds its DOM: it bounds the nesting depth (the DOM and lamina's
-// reading of it are then shallow) and turns a parse error into a message with a byte offset.
-class JsonChecker {
- public:
-  using json = nlohmann::json;
-  explicit JsonChecker(const std::string& path) : path_(path) {}
-  bool null() { return true; }
-  bool boolean(bool) { return true; }
-  bool number_integer(json::number_integer_t) { return true; }
-  bool number_unsigned(json::number_unsigned_t) { return true; }
-  bool number_float(json::number_float_t, const json::string_t&) { return true; }
-  bool string(json::string_t&) { return true; }
-  bool binary(json::binary_t&) { return true; }
-  bool start_object(std::size_t) { return enter(); }
-  bool key(json::string_t&) { return true; }
-  bool end_object() { return --depth_, true; }
-  bool start_array(std::size_t) { return enter(); }
-  bool end_array() { return --depth_, true; }
-  bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& error) {
-    error_ = path_ + ": at byte " + std::to_string(position > 0 ? position - 1 : 0) + ": invalid JSON: " +
-             safetensors::detail::short_json_error(error.what());
-    return false;
-  }
-  const std::string& error() const { return error_; }
-
- private:
-  bool enter() {
-    if (++depth_ <= 32) return true;
-    error_ = path_ + ": JSON nested more than 32 levels deep";
-    return false;
-  }
-  const std::string& path_;
-  int depth_ = 0;
-  std::string error_;
-};
-
 // Reads the keys of an adapter config, each error naming the file and key.
 class ConfigReader {
  public:
@@ -1217,29 +1182,29 @@ class ConfigReader {
 // top-level rank_pattern / alpha_pattern objects in file order: nlohmann's object keeps its keys
 // sorted, and PEFT takes the first matching key in file order. When the file repeats
 // "rank_pattern", nlohmann keeps the last object, and so does this.
-struct KeyOrderRecorder : JsonChecker {
+struct KeyOrderRecorder : lamina::detail::JsonChecker {
   using json = nlohmann::json;
-  explicit KeyOrderRecorder(const std::string& name) : JsonChecker(name) {}
+  explicit KeyOrderRecorder(const std::string& name) : lamina::detail::JsonChecker(name) {}
   bool start_object(std::size_t size) {
     ++level;
     if (level == 2) {
       target = pending_rank ? &ranks : pending_alpha ? &alphas : nullptr;
       if (target != nullptr) target->clear();
     }
-    return JsonChecker::start_object(size);
+    return lamina::detail::JsonChecker::start_object(size);
   }
   bool end_object() {
     --level;
     if (level == 1) target = nullptr;
-    return JsonChecker::end_object();
+    return lamina::detail::JsonChecker::end_object();
   }
   bool start_array(std::size_t size) {
     ++level;
-    return JsonChecker::start_array(size);
+    return lamina::detail::JsonChecker::start_array(size);
   }
   bool end_array() {
     --level;
-    return JsonChecker::end_array();
+    return lamina::detail::JsonChecker::end_array();
   }
   bool key(json::string_t& key) {
     if (level == 1) {

@@ -285,9 +285,14 @@ class CountingIterator {
 // are quoted (quote_for_message: escaped, at most 80 bytes).
 inline std::string short_json_error(const std::string& what) {
   std::string text = what;
-  // "[json.exception.parse_error.101] parse error at line 1, column 5: syntax error …" -> from "syntax".
-  const std::size_t colon = text.find(": ");
-  if (text.compare(0, 16, "[json.exception.") == 0 && colon != std::string::npos) text = text.substr(colon + 2);
+  // "[json.exception.parse_error.101] parse error at line 1, column 5: syntax error …" -> from
+  // "syntax"; "[json.exception.out_of_range.406] number overflow …" -> from "number".
+  if (text.compare(0, 16, "[json.exception.") == 0) {
+    const std::size_t bracket = text.find("] ");
+    if (bracket != std::string::npos) text = text.substr(bracket + 2);
+    const std::size_t colon = text.find(": ");
+    if (text.compare(0, 15, "parse error at ") == 0 && colon != std::string::npos) text = text.substr(colon + 2);
+  }
   std::string token;
   bool has_token = false;
   static const char marker[] = "; last read: '";
