@@ -16,6 +16,7 @@
 #   check-logits              ../shared/tools/check_all.sh on build/gcc-cxx17-release/examples/cli/lamina
 #   check-tokenize            the same for the tokenizer cases
 #   check-lora                the same for the LoRA cases (GGUF and PEFT forms of each adapter)
+#   cli-errors                tests/scripts/test_cli_errors.sh: the lamina command on hostile input
 # Every step runs even when an earlier one failed. The last line printed is "N passed, M failed"
 # (N, M count steps); the exit status is non-zero when any step failed. Logs: build/logs/STEP.log.
 #
@@ -29,7 +30,7 @@ cd "$root" || exit 1
 
 all_steps=(deps install-scripts gcc-cxx17-release clang-cxx20-asan gcc-cxx20-noexcept
            package-find-package package-add-subdirectory package-fetchcontent
-           meson meson-subproject fuzz check-logits check-tokenize check-lora)
+           meson meson-subproject fuzz check-logits check-tokenize check-lora cli-errors)
 if [ "${1:-}" = "--list" ]; then
   printf '%s\n' "${all_steps[@]}"
   exit 0
@@ -240,6 +241,13 @@ PY
     "$python" "$shared/tools/compare_logits.py" "$shared/reference/$name.json" "$out/logits/$i.f32"
     i=$((i + 1))
   done
+}
+step_cli_errors() {
+  if [ ! -x "$cli" ]; then
+    echo "$cli was not built (see step gcc-cxx17-release)"
+    return 1
+  fi
+  bash tests/scripts/test_cli_errors.sh "$cli" "$shared"
 }
 
 # ---------------------------------------------------------------------------------------------

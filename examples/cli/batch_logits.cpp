@@ -1,7 +1,7 @@
 // lamina batch-logits — several sequences, each with its own adapter stack, evaluated together in
 // one batched forward pass; the logits after every token of each sequence go to DIR/<i>.f32.
 //
-//   lamina batch-logits -m MODEL --spec SPEC.json --out-dir DIR [-t N]
+//   lamina batch-logits -m MODEL --spec SPEC.json --out-dir DIR [-t N] [--ctx N]
 //
 // SPEC: {"sequences": [{"tokens": [1, 2, 3], "adapters": [{"path": "a.gguf", "scale": 0.7}, ...]}, ...]}
 // Adapter paths (GGUF files or PEFT directories) are relative to the spec file's directory unless
@@ -9,6 +9,7 @@
 // reference layout of ../shared: int32 n_vocab, then float32[n_tokens][n_vocab].
 #include "cli_common.hpp"
 
+#include <lamina/io/json_check.hpp>
 #include <nlohmann/json.hpp>
 
 #include <cerrno>
@@ -32,16 +33,17 @@ std::string directory_of(const std::string& path) {
   return slash == std::string::npos ? std::string(".") : path.substr(0, slash == 0 ? 1 : slash);
 }
 
+// A spec holds at most 65536 token ids and 4096 sequences: a few MiB of JSON at the very most.
+constexpr std::size_t max_spec_bytes = std::size_t{16} << 20;
+
 // Reads SPEC without exceptions: every value's type is checked before it is used.
 lamina::Result<std::vector<SpecSequence>> read_spec(const std::string& path) {
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) return lamina::fail(lamina::ErrorCode::io, path + ": cannot open: " + std::strerror(errno));
-  std::string text;
-  char buffer[65536];
-  std::size_t got;
-  while ((got = std::fread(buffer, 1, sizeof buffer, file)) > 0) text.append(buffer, got);
-  std::fclose(file);
-  const nlohmann::json spec = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  // read_regular_file refuses a FIFO or device at once, and a file over the cap before reading it.
+  lamina::Result<std::string> text = lamina::read_regular_file(path, max_spec_bytes);
+  if (!text) return text.take_error();
+  // The syntax first: its error says where and what ("at byte 17: ... number overflow").
+  LAMINA_TRY(lamina::check_json_syntax(*text, path));
+  const nlohmann::json spec = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
   const auto bad = [&](const std::string& what) { return lamina::fail(lamina::ErrorCode::invalid_format, path + ": " + what); };
   if (spec.is_discarded()) return bad("not valid JSON");
   if (!spec.is_object()) return bad("the spec is not a JSON object");
@@ -90,24 +92,25 @@ lamina::Result<std::vector<SpecSequence>> read_spec(const std::string& path) {
   return result;
 }
 
+// Through lamina::OutputFile: written whole or not at all, never over a FIFO or device, and
+// every write error reported with the path.
 lamina::Result<void> write_logits(const std::string& path, std::uint32_t vocab, const std::vector<float>& logits) {
-  std::FILE* out = std::fopen(path.c_str(), "wb");
-  if (out == nullptr) return lamina::fail(lamina::ErrorCode::io, path + ": cannot create file: " + std::strerror(errno));
+  lamina::Result<lamina::OutputFile> out = lamina::OutputFile::create(path);
+  if (!out) return out.take_error();
   const std::int32_t header = static_cast<std::int32_t>(vocab);
-  bool written = std::fwrite(&header, sizeof header, 1, out) == 1 && std::fwrite(logits.data(), sizeof(float), logits.size(), out) == logits.size();
-  written = (std::fclose(out) == 0) && written;
-  if (!written) return lamina::fail(lamina::ErrorCode::io, path + ": write failed");
-  return lamina::success();
+  LAMINA_TRY(out->write(&header, sizeof header));
+  LAMINA_TRY(out->write(logits.data(), logits.size() * sizeof(float)));
+  return out->commit();
 }
 
 }  // namespace
 
 int run_batch_logits(int argc, char** argv) {
-  const char* usage = "lamina batch-logits -m MODEL --spec SPEC.json --out-dir DIR [-t N]";
+  const char* usage = "lamina batch-logits -m MODEL --spec SPEC.json --out-dir DIR [-t N] [--ctx N]";
   const std::vector<Option> options = {help_option, model_option,
                                        {"--spec", nullptr, true, "JSON: {\"sequences\": [{\"tokens\": [..], \"adapters\": [{\"path\": .., \"scale\": ..}]}]}"},
                                        {"--out-dir", nullptr, true, "directory for 0.f32, 1.f32 … (created if missing)"},
-                                       threads_option};
+                                       threads_option, context_option};
   lamina::Result<ParsedArguments> arguments = parse_arguments(argc, argv, 2, options);
   if (!arguments) return report(arguments.error());
   if (arguments->has("--help")) return print_help(usage, options), 0;
@@ -126,6 +129,13 @@ int run_batch_logits(int argc, char** argv) {
   std::size_t total_tokens = 0;
   for (const SpecSequence& sequence : *spec) total_tokens += sequence.tokens.size();
   if (total_tokens > 65536) return report(usage_error("the spec holds more than 65536 tokens in all"));
+  lamina::Result<std::uint32_t> context_length = context_length_option(*arguments, **model);
+  if (!context_length) return report(context_length.error());
+  for (std::size_t s = 0; s < spec->size(); ++s) {
+    lamina::Result<void> fits = check_fits_context((*spec)[s].tokens.size(), *context_length, *arguments, **model,
+                                                   "sequences[" + std::to_string(s) + "]");
+    if (!fits) return report(fits.error());
+  }
 
   lamina::SessionParams params;
   params.thread_count = *threads;

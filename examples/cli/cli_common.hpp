@@ -132,17 +132,12 @@ inline lamina::Result<std::vector<lamina::Token>> parse_token_list(const std::st
   return tokens;
 }
 
-inline lamina::Result<std::string> read_whole_file(const std::string& path) {
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) return lamina::fail(lamina::ErrorCode::io, path + ": cannot open file: " + std::strerror(errno));
-  std::string text;
-  char buffer[65536];
-  std::size_t got;
-  while ((got = std::fread(buffer, 1, sizeof buffer, file)) > 0) text.append(buffer, got);
-  const bool failed = std::ferror(file) != 0;
-  std::fclose(file);
-  if (failed) return lamina::fail(lamina::ErrorCode::io, path + ": read error");
-  return text;
+// A text input (tokenize --file): through lamina::read_regular_file, so a FIFO or device is
+// refused at once and /dev/zero cannot fill memory. 64 MiB is far more text than anyone
+// tokenizes in one command, and little enough to hold.
+inline constexpr std::size_t max_text_file_bytes = std::size_t{64} << 20;
+inline lamina::Result<std::string> read_whole_file(const std::string& path, std::size_t max_bytes = max_text_file_bytes) {
+  return lamina::read_regular_file(path, max_bytes);
 }
 
 inline void print_help(const char* usage, const std::vector<Option>& options) {
@@ -161,6 +156,10 @@ inline int report(const lamina::Error& error) {
 inline const Option help_option{"--help", "-h", false, "show this help"};
 inline const Option model_option{"--model", "-m", true, "GGUF model file"};
 inline const Option lora_option{"--lora", nullptr, true, "LoRA adapter PATH[:SCALE] (repeatable)"};
+// Text from the command line is plain, as a user typed it; --parse-special is for text built
+// from a trusted template (see lamina::EncodeOptions::parse_special).
+inline const Option parse_special_option{"--parse-special", nullptr, false,
+                                         "cut control tokens such as </s> and <|im_end|> out of the text (trusted text only; default: plain text)"};
 inline const Option threads_option{"--threads", "-t", true, "threads (default: all cores)"};
 
 // One --lora value: PATH[:SCALE] (SCALE defaults to 1 and may be negative). A suffix after the
@@ -214,6 +213,30 @@ inline lamina::Result<std::uint32_t> thread_count_option(const ParsedArguments& 
   lamina::Result<long long> count = parse_integer(*text, "--threads", 1, 1024);
   if (!count) return count.take_error();
   return static_cast<std::uint32_t>(*count);
+}
+
+inline const Option context_option{"--ctx", "-c", true, "longest sequence, in tokens (default: the model's context length)"};
+
+// The longest sequence a command may evaluate: --ctx N (1 .. 2^24) when given, else the model's
+// training context. A model is not asked about positions past it unless the user says so.
+inline lamina::Result<std::uint32_t> context_length_option(const ParsedArguments& arguments, const lamina::Model& model) {
+  const std::string* text = arguments.get("--ctx");
+  if (text == nullptr) return model.hparams().context_length;
+  lamina::Result<long long> length = parse_integer(*text, "--ctx", 1, lamina::max_session_context_length);
+  if (!length) return length.take_error();
+  return static_cast<std::uint32_t>(*length);
+}
+
+// Fails when a sequence of `token_count` tokens is longer than `context_length` (what
+// context_length_option returned), naming where the limit came from.
+inline lamina::Result<void> check_fits_context(std::size_t token_count, std::uint32_t context_length, const ParsedArguments& arguments,
+                                               const lamina::Model& model, const std::string& what) {
+  if (token_count <= context_length) return lamina::success();
+  const std::string limit = arguments.has("--ctx") ? "--ctx " + std::to_string(context_length)
+                                                   : "the model's context length " + std::to_string(context_length) + " ('" +
+                                                         model.hparams().architecture_name + ".context_length')";
+  return usage_error(what + " has " + std::to_string(token_count) + " tokens, more than " + limit +
+                     "; pass --ctx N to evaluate longer sequences");
 }
 
 // "1.5 GiB", "12.0 MiB" …

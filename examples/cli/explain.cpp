@@ -1,6 +1,6 @@
 // lamina explain — the teaching example (examples/explain/explain.hpp) as a subcommand:
 //
-//   lamina explain -m MODEL (--prompt TEXT | --tokens IDS) --out-dir DIR [--top N]
+//   lamina explain -m MODEL (--prompt TEXT | --tokens IDS) --out-dir DIR [--top N] [--parse-special]
 #include "cli_common.hpp"
 
 #define STB_IMAGE_WRITE_IMPLEMENTATION  // this file compiles stb_image_write for the program
@@ -17,12 +17,13 @@
 namespace lamina_cli {
 
 int run_explain(int argc, char** argv) {
-  const char* usage = "lamina explain -m MODEL (--prompt TEXT | --tokens IDS) --out-dir DIR [--top N]";
+  const char* usage = "lamina explain -m MODEL (--prompt TEXT | --tokens IDS) --out-dir DIR [--top N] [--parse-special]";
   const std::vector<Option> options = {help_option, model_option,
                                        {"--prompt", "-p", true, "prompt text (tokenized with the model's tokenizer, BOS added)"},
                                        {"--tokens", nullptr, true, "prompt as token ids instead"},
                                        {"--out-dir", nullptr, true, "directory for the PNG heatmaps (created if missing)"},
-                                       {"--top", nullptr, true, "tokens shown by the logit lens (default 5)"}};
+                                       {"--top", nullptr, true, "tokens shown by the logit lens (default 5)"},
+                                       parse_special_option};
   lamina::Result<ParsedArguments> arguments = parse_arguments(argc, argv, 2, options);
   if (!arguments) return report(arguments.error());
   if (arguments->has("--help")) return print_help(usage, options), 0;
@@ -35,6 +36,17 @@ int run_explain(int argc, char** argv) {
     if (!value) return report(value.error());
     top = static_cast<std::size_t>(*value);
   }
+  // The output folder first: a path that cannot hold the heatmaps costs no forward pass.
+  const std::string& directory = *arguments->get("--out-dir");
+  if (::mkdir(directory.c_str(), 0777) != 0) {
+    struct stat status;
+    if (errno != EEXIST) {
+      return report(lamina::fail(lamina::ErrorCode::io, directory + ": cannot create directory: " + std::strerror(errno)));
+    }
+    if (::stat(directory.c_str(), &status) != 0 || !S_ISDIR(status.st_mode)) {
+      return report(lamina::fail(lamina::ErrorCode::invalid_argument, directory + ": exists and is not a directory (--out-dir)"));
+    }
+  }
   // With a tokenizer when the file has one (token pieces make the printout readable); a
   // prompt given as ids works without.
   lamina::Result<std::shared_ptr<const lamina::Model>> model = lamina::Model::load(*arguments->get("--model"));
@@ -46,7 +58,9 @@ int run_explain(int argc, char** argv) {
   if (!model) return report(model.error());
   std::vector<lamina::Token> tokens;
   if (const std::string* prompt = arguments->get("--prompt")) {
-    lamina::Result<std::vector<lamina::Token>> encoded = (*model)->tokenizer().encode(*prompt);
+    lamina::EncodeOptions encode_options;
+    encode_options.parse_special = arguments->has("--parse-special");
+    lamina::Result<std::vector<lamina::Token>> encoded = (*model)->tokenizer().encode(*prompt, encode_options);
     if (!encoded) return report(encoded.error());
     tokens = std::move(*encoded);
   } else {
@@ -59,10 +73,6 @@ int run_explain(int argc, char** argv) {
     if (token < 0 || static_cast<std::uint32_t>(token) >= (*model)->hparams().vocab_size) {
       return report(usage_error("token id " + std::to_string(token) + " is outside the vocabulary"));
     }
-  }
-  const std::string& directory = *arguments->get("--out-dir");
-  if (::mkdir(directory.c_str(), 0777) != 0 && errno != EEXIST) {
-    return report(lamina::fail(lamina::ErrorCode::io, directory + ": cannot create directory: " + std::strerror(errno)));
   }
 
   const lamina::ModelHparams& hp = (*model)->hparams();
@@ -81,9 +91,9 @@ int run_explain(int argc, char** argv) {
   const lamina::Token next = static_cast<lamina::Token>(std::max_element(probabilities.begin(), probabilities.end()) - probabilities.begin());
   std::printf("\nnext token (greedy): %d %s, p = %.3f\n  top %zu: %s\n", next, explainer.quoted_piece(next).c_str(),
               static_cast<double>(probabilities[static_cast<std::size_t>(next)]), top, explainer.top_tokens(probabilities, top).c_str());
-  const std::vector<std::string> written = lamina_explain::write_heatmaps(trace, tokens.size(), directory);
-  if (written.empty()) return report(lamina::fail(lamina::ErrorCode::io, directory + ": could not write the heatmaps"));
-  std::printf("\nwrote %zu heatmaps to %s (attention-layerNN-HHheads.png, logit-lens-layerNN.png)\n", written.size(), directory.c_str());
+  const lamina::Result<std::vector<std::string>> written = lamina_explain::write_heatmaps(trace, tokens.size(), directory);
+  if (!written) return report(written.error());
+  std::printf("\nwrote %zu heatmaps to %s (attention-layerNN-HHheads.png, logit-lens-layerNN.png)\n", written->size(), directory.c_str());
   return 0;
 }
 

@@ -33,11 +33,11 @@ using namespace lamina_cli;
 // ---------------------------------------------------------------------------------------------
 
 int run_logits(int argc, char** argv) {
-  const char* usage = "lamina logits -m MODEL --tokens \"1 2 3\" [--lora PATH[:SCALE]]... -o OUT.f32";
+  const char* usage = "lamina logits -m MODEL --tokens \"1 2 3\" [--lora PATH[:SCALE]]... [--ctx N] -o OUT.f32";
   const std::vector<Option> options = {
       help_option, model_option, {"--tokens", nullptr, true, "token ids, space or comma separated"},
       lora_option, {"--output", "-o", true, "output file: int32 n_vocab, then float32[n_tokens][n_vocab]"},
-      {"--threads", "-t", true, "threads (default: all cores)"}};
+      {"--threads", "-t", true, "threads (default: all cores)"}, context_option};
   lamina::Result<ParsedArguments> arguments = parse_arguments(argc, argv, 2, options);
   if (!arguments) return report(arguments.error());
   if (arguments->has("--help")) return print_help(usage, options), 0;
@@ -46,6 +46,10 @@ int run_logits(int argc, char** argv) {
   }
   lamina::Result<std::vector<lamina::Token>> tokens = parse_token_list(*arguments->get("--tokens"));
   if (!tokens) return report(tokens.error());
+  // Checked first, so a FIFO or device as the output costs no model load.
+  const std::string& path = *arguments->get("--output");
+  lamina::Result<void> writable = lamina::check_output_path(path);
+  if (!writable) return report(writable.error());
   lamina::SessionParams params;
   if (const std::string* threads = arguments->get("--threads")) {
     lamina::Result<long long> count = parse_integer(*threads, "--threads", 1, 1024);
@@ -57,6 +61,10 @@ int run_logits(int argc, char** argv) {
   lamina::Result<std::shared_ptr<const lamina::Model>> model = lamina::Model::load(*arguments->get("--model"), model_params);
   if (!model) return report(model.error());
   const std::uint32_t vocab = (*model)->hparams().vocab_size;
+  lamina::Result<std::uint32_t> context_length = context_length_option(*arguments, **model);
+  if (!context_length) return report(context_length.error());
+  lamina::Result<void> fits = check_fits_context(tokens->size(), *context_length, *arguments, **model, "--tokens");
+  if (!fits) return report(fits.error());
   params.context_length = static_cast<std::uint32_t>(tokens->size());
   params.batch_size = static_cast<std::uint32_t>(tokens->size());
   params.logits_for_every_token = true;
@@ -70,14 +78,15 @@ int run_logits(int argc, char** argv) {
   lamina::Result<void> fed = session->feed(tokens->data(), tokens->size(), 0, logits.data());
   if (!fed) return report(fed.error());
 
-  const std::string& path = *arguments->get("--output");
-  std::FILE* out = std::fopen(path.c_str(), "wb");
-  if (out == nullptr) return report(lamina::fail(lamina::ErrorCode::io, path + ": cannot create file: " + std::strerror(errno)));
+  // OutputFile: written whole or not at all, never over a FIFO or device, every write error
+  // reported with the path.
+  lamina::Result<lamina::OutputFile> out = lamina::OutputFile::create(path);
+  if (!out) return report(out.error());
   const std::int32_t header = static_cast<std::int32_t>(vocab);
-  bool written = std::fwrite(&header, sizeof header, 1, out) == 1 &&
-                 std::fwrite(logits.data(), sizeof(float), logits.size(), out) == logits.size();
-  written = (std::fclose(out) == 0) && written;
-  if (!written) return report(lamina::fail(lamina::ErrorCode::io, path + ": write failed"));
+  lamina::Result<void> written = out->write(&header, sizeof header);
+  if (written) written = out->write(logits.data(), logits.size() * sizeof(float));
+  if (written) written = out->commit();
+  if (!written) return report(written.error());
   std::printf("wrote logits of %zu tokens × %u to %s\n", tokens->size(), vocab, path.c_str());
   return 0;
 }
@@ -85,7 +94,7 @@ int run_logits(int argc, char** argv) {
 int run_generate(int argc, char** argv) {
   const char* usage =
       "lamina generate -m MODEL (--prompt TEXT | --tokens IDS) -n N [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
-      "                [--repeat-penalty R] [--seed S] [--lora PATH[:SCALE]]... [--print-ids]";
+      "                [--repeat-penalty R] [--seed S] [--lora PATH[:SCALE]]... [--parse-special] [--print-ids]";
   const std::vector<Option> options = {
       help_option, model_option,
       {"--prompt", "-p", true, "prompt text"},
@@ -98,8 +107,9 @@ int run_generate(int argc, char** argv) {
       {"--repeat-penalty", nullptr, true, "penalty for tokens in the last 64; 1 = off (default 1.0)"},
       {"--seed", nullptr, true, "random seed (default 0)"},
       {"--threads", "-t", true, "threads (default: all cores)"},
-      {"--ctx", "-c", true, "context length (default: the model's)"},
+      {"--ctx", "-c", true, "longest sequence, in tokens (default: the model's context length)"},
       lora_option,
+      parse_special_option,
       {"--print-ids", nullptr, false, "print the generated token ids after the text"}};
   lamina::Result<ParsedArguments> arguments = parse_arguments(argc, argv, 2, options);
   if (!arguments) return report(arguments.error());
@@ -161,16 +171,22 @@ int run_generate(int argc, char** argv) {
     if (!parsed) return report(parsed.error());
     prompt = std::move(*parsed);
   } else {
-    lamina::Result<std::vector<lamina::Token>> encoded = tokenizer.encode(*arguments->get("--prompt"));
+    lamina::EncodeOptions encode_options;
+    encode_options.parse_special = arguments->has("--parse-special");
+    lamina::Result<std::vector<lamina::Token>> encoded = tokenizer.encode(*arguments->get("--prompt"), encode_options);
     if (!encoded) return report(encoded.error());
     prompt = std::move(*encoded);
   }
   if (prompt.empty()) return report(usage_error("the prompt is empty"));
-  if (params.context_length == 0) params.context_length = (*model)->hparams().context_length;
-  if (prompt.size() + static_cast<std::size_t>(n_predict) > params.context_length) {
+  // Without --ctx the limit is the model's context, and the session holds just the prompt and
+  // the tokens asked for: a model trained on 128k tokens needs no 128k-token KV cache here.
+  const std::size_t needed = prompt.size() + static_cast<std::size_t>(n_predict);
+  const std::uint32_t context_length = params.context_length != 0 ? params.context_length : (*model)->hparams().context_length;
+  if (needed > context_length) {
     return report(usage_error("prompt (" + std::to_string(prompt.size()) + " tokens) + -n " + std::to_string(n_predict) +
-                              " exceed the context of " + std::to_string(params.context_length) + " tokens (see --ctx)"));
+                              " exceed the context of " + std::to_string(context_length) + " tokens (see --ctx)"));
   }
+  if (params.context_length == 0) params.context_length = static_cast<std::uint32_t>(needed);
   lamina::Result<lamina::Session> session = lamina::Session::create(*model, params);
   if (!session) return report(session.error());
   lamina::Result<lamina::AdapterStack> adapters = load_lora_stack(*arguments, **model);
@@ -208,12 +224,13 @@ int run_generate(int argc, char** argv) {
 }
 
 int run_tokenize(int argc, char** argv) {
-  const char* usage = "lamina tokenize -m GGUF (--text TEXT | --file FILE) [--split-tests]";
+  const char* usage = "lamina tokenize -m GGUF (--text TEXT | --file FILE) [--split-tests] [--parse-special]";
   const std::vector<Option> options = {
       help_option, model_option,
       {"--text", nullptr, true, "text to tokenize"},
       {"--file", "-f", true, "file to tokenize"},
-      {"--split-tests", nullptr, false, "FILE holds test cases separated by '\\n__ggml_vocab_test__\\n': one line of ids per case, no BOS"}};
+      {"--split-tests", nullptr, false, "FILE holds test cases separated by '\\n__ggml_vocab_test__\\n': one line of ids per case, no BOS"},
+      parse_special_option};
   lamina::Result<ParsedArguments> arguments = parse_arguments(argc, argv, 2, options);
   if (!arguments) return report(arguments.error());
   if (arguments->has("--help")) return print_help(usage, options), 0;
@@ -238,20 +255,61 @@ int run_tokenize(int argc, char** argv) {
     std::printf("\n");
   };
   if (arguments->has("--split-tests")) {
-    lamina::Tokenizer::EncodeOptions options;
-    options.add_bos = 0;
-    options.add_eos = 0;
+    lamina::EncodeOptions case_options;  // each case is plain text, as SentencePiece takes it
+    case_options.add_bos = 0;
+    case_options.add_eos = 0;
+    case_options.parse_special = arguments->has("--parse-special");
     for (const std::string& test_case : lamina::split_tokenizer_test_cases(text)) {
-      lamina::Result<std::vector<lamina::Token>> ids = tokenizer->encode(test_case, options);
+      lamina::Result<std::vector<lamina::Token>> ids = tokenizer->encode(test_case, case_options);
       if (!ids) return report(ids.error());
       print_ids(*ids);
     }
     return 0;
   }
-  lamina::Result<std::vector<lamina::Token>> ids = tokenizer->encode(text);
+  lamina::EncodeOptions encode_options;
+  encode_options.parse_special = arguments->has("--parse-special");
+  lamina::Result<std::vector<lamina::Token>> ids = tokenizer->encode(text, encode_options);
   if (!ids) return report(ids.error());
   print_ids(*ids);
   return 0;
+}
+
+// Text from a file, made safe to print on a terminal: valid UTF-8 stays as it is, while control
+// characters (C0, DEL and C1: an ESC sequence in a metadata string could recolour, retitle or
+// rewrite the terminal) and bytes that are not UTF-8 are shown as escapes (\n, \x1b, \u0085).
+// At most `limit` characters are shown, then "...".
+std::string printable(std::string_view text, std::size_t limit = std::string_view::npos) {
+  std::string out;
+  std::size_t shown = 0;
+  for (std::size_t offset = 0; offset < text.size(); ++shown) {
+    if (shown == limit) return out + "...";
+    const lamina::unicode::DecodedCodepoint decoded = lamina::unicode::decode_utf8(text, offset);
+    const char32_t codepoint = decoded.codepoint;
+    char escape[16];
+    if (decoded.length == 0) {
+      std::snprintf(escape, sizeof escape, "\\x%02x", static_cast<unsigned char>(text[offset]));
+      out += escape;
+      offset += 1;
+      continue;
+    }
+    if (codepoint == '\\') {
+      out += "\\\\";
+    } else if (codepoint == '\n') {
+      out += "\\n";
+    } else if (codepoint == '\t') {
+      out += "\\t";
+    } else if (codepoint < 0x20 || codepoint == 0x7f) {
+      std::snprintf(escape, sizeof escape, "\\x%02x", static_cast<unsigned>(codepoint));
+      out += escape;
+    } else if (codepoint >= 0x80 && codepoint < 0xa0) {
+      std::snprintf(escape, sizeof escape, "\\u%04x", static_cast<unsigned>(codepoint));
+      out += escape;
+    } else {
+      out.append(text.data() + offset, decoded.length);
+    }
+    offset += decoded.length;
+  }
+  return out;
 }
 
 std::string describe_value(const lamina::gguf::Value& value) {
@@ -267,11 +325,7 @@ std::string describe_value(const lamina::gguf::Value& value) {
       return buffer;
     }
     case ValueType::boolean: return value.unsigned_value ? "true" : "false";
-    case ValueType::string: {
-      std::string shown = value.string_value.size() > 80 ? value.string_value.substr(0, 77) + "..." : value.string_value;
-      for (char& c : shown) if (c == '\n' || c == '\r') c = ' ';
-      return "\"" + shown + "\"";
-    }
+    case ValueType::string: return "\"" + printable(value.string_value, 80) + "\"";
     case ValueType::array: {
       std::string text = std::string("[") + lamina::gguf::value_type_name(value.element_type) + " × " +
                          std::to_string(value.elements.size()) + "]";
@@ -295,17 +349,20 @@ int run_inspect(int argc, char** argv) {
   if (!arguments->get("--model")) return report(usage_error(std::string("missing -m GGUF; usage: ") + usage));
   lamina::Result<lamina::gguf::File> file = lamina::gguf::File::open(*arguments->get("--model"));
   if (!file) return report(file.error());
-  std::printf("%s: GGUF v%u, %zu metadata keys, %zu tensors, alignment %u\n\n", file->name().c_str(), file->version(),
+  std::printf("%s: GGUF v%u, %zu metadata keys, %zu tensors, alignment %u\n\n", printable(file->name()).c_str(), file->version(),
               file->metadata().size(), file->tensors().size(), file->alignment());
   std::printf("metadata:\n");
-  for (const auto& entry : file->metadata()) std::printf("  %-44s %s\n", entry.first.c_str(), describe_value(entry.second).c_str());
+  for (const auto& entry : file->metadata()) {
+    std::printf("  %-44s %s\n", printable(entry.first).c_str(), describe_value(entry.second).c_str());
+  }
   std::printf("\ntensors:\n  %-40s %-8s %-24s %12s\n", "name", "type", "shape", "bytes");
   std::uint64_t total = 0;
   for (const lamina::gguf::TensorInfo& tensor : file->tensors()) {
     std::string shape = "[";
     for (std::size_t i = 0; i < tensor.shape.size(); ++i) shape += (i ? ", " : "") + std::to_string(tensor.shape[i]);
     shape += "]";
-    std::printf("  %-40s %-8s %-24s %12" PRIu64 "\n", tensor.name.c_str(), lamina::dtype_name(tensor.dtype), shape.c_str(), tensor.size_bytes);
+    std::printf("  %-40s %-8s %-24s %12" PRIu64 "\n", printable(tensor.name).c_str(), lamina::dtype_name(tensor.dtype), shape.c_str(),
+                tensor.size_bytes);
     total += tensor.size_bytes;
   }
   std::printf("\n%zu tensors, %.2f MiB of weights\n", file->tensors().size(), static_cast<double>(total) / (1024.0 * 1024.0));

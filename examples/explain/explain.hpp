@@ -61,8 +61,18 @@ inline void heat_color(float value, unsigned char (&rgb)[3]) {
   for (int c = 0; c < 3; ++c) rgb[c] = static_cast<unsigned char>(stops[low][c] + (stops[low + 1][c] - stops[low][c]) * mix + 0.5f);
 }
 
-inline bool write_png(const std::string& path, const Image& image) {
-  return stbi_write_png(path.c_str(), image.width, image.height, 3, image.pixels.data(), image.width * 3) != 0;
+// Encodes the PNG in memory and writes it with lamina::write_regular_file: whole or not at all,
+// never over a FIFO or a device, and an error that names the file and says why.
+inline lamina::Result<void> write_png(const std::string& path, const Image& image) {
+  std::vector<unsigned char> png;
+  const auto append = [](void* context, void* data, int size) {
+    auto* out = static_cast<std::vector<unsigned char>*>(context);
+    out->insert(out->end(), static_cast<unsigned char*>(data), static_cast<unsigned char*>(data) + size);
+  };
+  if (stbi_write_png_to_func(append, &png, image.width, image.height, 3, image.pixels.data(), image.width * 3) == 0) {
+    return lamina::fail(lamina::ErrorCode::invalid_argument, path + ": the PNG encoder failed");
+  }
+  return lamina::write_regular_file(path, png.data(), png.size());
 }
 
 // --- the forward pass, one token at a time ---------------------------------------------------
@@ -228,8 +238,8 @@ inline std::string two_digits(std::size_t value) {
   return (value < 10 ? "0" : "") + std::to_string(value);
 }
 
-// Writes the heatmaps of `trace` to `directory`; returns the paths written (empty on failure).
-inline std::vector<std::string> write_heatmaps(const Trace& trace, std::size_t positions, const std::string& directory) {
+// Writes the heatmaps of `trace` to `directory`; returns the paths written, or the first error.
+inline lamina::Result<std::vector<std::string>> write_heatmaps(const Trace& trace, std::size_t positions, const std::string& directory) {
   std::vector<std::string> written;
   if (trace.attention.empty() || positions == 0) return written;
   const std::size_t heads = trace.attention[0].size();
@@ -252,7 +262,7 @@ inline std::vector<std::string> write_heatmaps(const Trace& trace, std::size_t p
       if (head + 1 < heads) image.fill(left + side, 0, gap, side, separator);
     }
     const std::string path = directory + "/attention-layer" + two_digits(layer) + "-" + two_digits(heads) + "heads.png";
-    if (!write_png(path, image)) return {};
+    LAMINA_TRY(write_png(path, image));
     written.push_back(path);
   }
   // The logit lens: the 16 tokens ranked highest at the output, by position and layer.
@@ -271,7 +281,7 @@ inline std::vector<std::string> write_heatmaps(const Trace& trace, std::size_t p
       }
     }
     const std::string path = directory + "/logit-lens-layer" + two_digits(layer) + ".png";
-    if (!write_png(path, image)) return {};
+    LAMINA_TRY(write_png(path, image));
     written.push_back(path);
   }
   return written;

@@ -53,9 +53,10 @@ TEST_CASE("explain: the step-by-step forward pass gives llama.cpp's logits and n
 
   const std::string directory = lamina_test::temp_path("explain");
   ::mkdir(directory.c_str(), 0777);
-  const std::vector<std::string> written = lamina_explain::write_heatmaps(trace, prompt.size(), directory);
-  REQUIRE(written.size() == 2 * hp.block_count);
-  for (const std::string& path : written) {
+  const lamina::Result<std::vector<std::string>> written = lamina_explain::write_heatmaps(trace, prompt.size(), directory);
+  REQUIRE(written.ok());
+  REQUIRE(written->size() == 2 * hp.block_count);
+  for (const std::string& path : *written) {
     CAPTURE(path);
     int width = 0, height = 0, channels = 0;
     unsigned char* pixels = stbi_load(path.c_str(), &width, &height, &channels, 3);
@@ -79,5 +80,20 @@ TEST_CASE("explain: the step-by-step forward pass gives llama.cpp's logits and n
     stbi_image_free(pixels);
     std::remove(path.c_str());
   }
+  // A FIFO where a heatmap goes: an error that names it, and the FIFO is left as it was.
+  const std::string blocked = directory + "/logit-lens-layer00.png";
+  REQUIRE(::mkfifo(blocked.c_str(), 0600) == 0);
+  const lamina::Result<std::vector<std::string>> refused = lamina_explain::write_heatmaps(trace, prompt.size(), directory);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message.find(blocked) != std::string::npos);
+  CHECK(refused.error().message.find("not a regular file") != std::string::npos);
+  struct stat status;
+  REQUIRE(::stat(blocked.c_str(), &status) == 0);
+  CHECK(S_ISFIFO(status.st_mode));
+  for (std::size_t layer = 0; layer < hp.block_count; ++layer) {
+    std::remove((directory + "/attention-layer" + lamina_explain::two_digits(layer) + "-" +
+                 lamina_explain::two_digits(hp.head_count) + "heads.png").c_str());
+  }
+  std::remove(blocked.c_str());
   ::rmdir(directory.c_str());
 }
