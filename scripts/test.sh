@@ -197,6 +197,8 @@ step_fuzz() {
     corpus=$dir/corpus/$name
     mkdir -p "$corpus" "$dir/artifacts"
     if [ -d "fuzz/corpus/$name" ]; then cp -R "fuzz/corpus/$name/." "$corpus/"; fi
+    # A target that makes its own seeds (model_fuzz: tiny models) writes them first.
+    if grep -q LAMINA_FUZZ_WRITE_SEEDS "$source"; then LAMINA_FUZZ_WRITE_SEEDS=$corpus "$dir/fuzz/$name"; fi
     echo "fuzzing $name for ${fuzz_seconds}s"
     "$dir/fuzz/$name" -max_total_time="$fuzz_seconds" -timeout=25 -rss_limit_mb=2048 \
       -artifact_prefix="$dir/artifacts/$name-" -print_final_stats=1 "$corpus"
