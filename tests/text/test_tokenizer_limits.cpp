@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -27,6 +28,12 @@ lamina::Result<VocabularyData> load_vocabulary(const std::string& name) {
   lamina::Result<lamina::gguf::File> file = lamina::gguf::File::open(lamina_test::shared_path("vocab/ggml-vocab-" + name + ".gguf"));
   if (!file) return file.take_error();
   return lamina::read_vocabulary(*file);
+}
+
+lamina::Result<Tokenizer> load_tokenizer(const std::string& name) {
+  lamina::Result<VocabularyData> vocabulary = load_vocabulary(name);
+  if (!vocabulary) return vocabulary.take_error();
+  return Tokenizer::create(std::move(*vocabulary));
 }
 
 lamina::EncodeOptions no_bos_or_eos() {
@@ -109,9 +116,7 @@ TEST_CASE("tokenizer limits: work grows linearly with the text, scratch memory d
   for (const char* name : vocabulary_names) {
     SUBCASE(name) {
       LAMINA_REQUIRE_SHARED("vocab/ggml-vocab-" + std::string(name) + ".gguf");
-      lamina::Result<VocabularyData> vocabulary = load_vocabulary(name);
-      REQUIRE(vocabulary.ok());
-      lamina::Result<Tokenizer> tokenizer = Tokenizer::create(*vocabulary);
+      lamina::Result<Tokenizer> tokenizer = load_tokenizer(name);
       REQUIRE(tokenizer.ok());
       const EncodeFigures small = encode_figures(*tokenizer, quarter);
       const EncodeFigures large = encode_figures(*tokenizer, whole);
@@ -141,9 +146,7 @@ TEST_CASE("tokenizer limits: a long text gives the ids of its words encoded one 
   for (const char* name : {"falcon", "gpt-2", "llama-spm", "phi-3", "starcoder"}) {
     SUBCASE(name) {
       LAMINA_REQUIRE_SHARED("vocab/ggml-vocab-" + std::string(name) + ".gguf");
-      lamina::Result<VocabularyData> vocabulary = load_vocabulary(name);
-      REQUIRE(vocabulary.ok());
-      lamina::Result<Tokenizer> tokenizer = Tokenizer::create(*vocabulary);
+      lamina::Result<Tokenizer> tokenizer = load_tokenizer(name);
       REQUIRE(tokenizer.ok());
       const bool sentencepiece = tokenizer->model() == "llama";
       std::vector<Token> expected;

@@ -339,15 +339,16 @@ inline Result<void> check_output_path(const std::string& path) {
   return success();
 }
 
-#if LAMINA_WINDOWS
+namespace detail {
 
-inline Result<std::string> read_regular_file(const std::string& path, std::size_t max_bytes) {
-  Result<detail::RegularFile> opened = detail::open_regular_file(path);
-  if (!opened) return opened.take_error();
-  if (opened->size_bytes > max_bytes) return detail::file_too_large(path, opened->size_bytes, max_bytes);
+// read_regular_file's loop, for both systems: `read_some(buffer, wanted)` reads up to `wanted`
+// bytes and returns how many (0 at the end of the file), or an Error.
+template <class ReadSome>
+Result<std::string> read_up_to(const std::string& path, std::uint64_t size_bytes, std::size_t max_bytes, ReadSome&& read_some) {
+  if (size_bytes > max_bytes) return file_too_large(path, size_bytes, max_bytes);
   // One byte more than allowed, so a file that grew since it was measured is noticed.
   const std::size_t limit = max_bytes == static_cast<std::size_t>(-1) ? max_bytes : max_bytes + 1;
-  std::string text(static_cast<std::size_t>(opened->size_bytes), '\0');
+  std::string text(static_cast<std::size_t>(size_bytes), '\0');
   std::size_t total = 0;
   for (;;) {
     if (total == text.size()) {
@@ -356,17 +357,30 @@ inline Result<std::string> read_regular_file(const std::string& path, std::size_
       text.resize(grown < limit && grown > text.size() ? grown : limit);
     }
     const std::size_t wanted = text.size() - total;
-    const DWORD chunk = static_cast<DWORD>(wanted < (1u << 30) ? wanted : (1u << 30));
-    DWORD got = 0;
-    if (!ReadFile(opened->file.get(), &text[total], chunk, &got, nullptr)) {
-      return fail(ErrorCode::io, path + ": cannot read: " + detail::windows_error_text(GetLastError()));
-    }
-    if (got == 0) break;
-    total += got;
+    Result<std::size_t> got = read_some(&text[total], wanted < (std::size_t{1} << 30) ? wanted : (std::size_t{1} << 30));
+    if (!got) return got.take_error();
+    if (*got == 0) break;
+    total += *got;
   }
-  if (total > max_bytes) return fail(ErrorCode::unsupported, path + ": grew past the " + detail::describe_byte_count(max_bytes) + " this reader accepts");
+  if (total > max_bytes) return fail(ErrorCode::unsupported, path + ": grew past the " + describe_byte_count(max_bytes) + " this reader accepts");
   text.resize(total);
   return text;
+}
+
+}  // namespace detail
+
+#if LAMINA_WINDOWS
+
+inline Result<std::string> read_regular_file(const std::string& path, std::size_t max_bytes) {
+  Result<detail::RegularFile> opened = detail::open_regular_file(path);
+  if (!opened) return opened.take_error();
+  return detail::read_up_to(path, opened->size_bytes, max_bytes, [&](char* buffer, std::size_t wanted) -> Result<std::size_t> {
+    DWORD got = 0;
+    if (!ReadFile(opened->file.get(), buffer, static_cast<DWORD>(wanted), &got, nullptr)) {
+      return fail(ErrorCode::io, path + ": cannot read: " + detail::windows_error_text(GetLastError()));
+    }
+    return static_cast<std::size_t>(got);
+  });
 }
 
 inline bool OutputFile::is_open() const { return handle_ != INVALID_HANDLE_VALUE; }
@@ -440,29 +454,13 @@ inline void OutputFile::abandon() noexcept {
 inline Result<std::string> read_regular_file(const std::string& path, std::size_t max_bytes) {
   Result<detail::RegularFile> opened = detail::open_regular_file(path);
   if (!opened) return opened.take_error();
-  if (opened->size_bytes > max_bytes) return detail::file_too_large(path, opened->size_bytes, max_bytes);
-  // One byte more than allowed, so a file that grew since it was measured is noticed.
-  const std::size_t limit = max_bytes == static_cast<std::size_t>(-1) ? max_bytes : max_bytes + 1;
-  std::string text(static_cast<std::size_t>(opened->size_bytes), '\0');
-  std::size_t total = 0;
-  for (;;) {
-    if (total == text.size()) {
-      if (text.size() >= limit) break;
-      const std::size_t grown = text.size() + 65536;
-      text.resize(grown < limit && grown > text.size() ? grown : limit);
+  return detail::read_up_to(path, opened->size_bytes, max_bytes, [&](char* buffer, std::size_t wanted) -> Result<std::size_t> {
+    for (;;) {
+      const ssize_t got = ::read(opened->file.get(), buffer, wanted);
+      if (got >= 0) return static_cast<std::size_t>(got);
+      if (errno != EINTR) return fail(ErrorCode::io, path + ": cannot read: " + std::strerror(errno));
     }
-    const std::size_t wanted = text.size() - total;
-    const ssize_t got = ::read(opened->file.get(), &text[total], wanted < (1u << 30) ? wanted : (1u << 30));
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      return fail(ErrorCode::io, path + ": cannot read: " + std::strerror(errno));
-    }
-    if (got == 0) break;
-    total += static_cast<std::size_t>(got);
-  }
-  if (total > max_bytes) return fail(ErrorCode::unsupported, path + ": grew past the " + detail::describe_byte_count(max_bytes) + " this reader accepts");
-  text.resize(total);
-  return text;
+  });
 }
 
 inline bool OutputFile::is_open() const { return handle_ >= 0; }

@@ -15,20 +15,8 @@
 #include <string>
 #include <utility>
 
-#if LAMINA_WINDOWS
-#  ifndef WIN32_LEAN_AND_MEAN
-#    define WIN32_LEAN_AND_MEAN
-#  endif
-#  ifndef NOMINMAX
-#    define NOMINMAX
-#  endif
-#  include <windows.h>
-#else
-#  include <cerrno>
-#  include <fcntl.h>
+#if !LAMINA_WINDOWS  // file_io.hpp brings <windows.h>, <fcntl.h>, <unistd.h> ...
 #  include <sys/mman.h>
-#  include <sys/stat.h>
-#  include <unistd.h>
 #endif
 
 namespace lamina {
@@ -64,6 +52,7 @@ class MappedFile {
 #endif
   }
   void unmap() noexcept;
+  static Result<detail::RegularFile> open_to_map(const std::string& path);
 
   const std::uint8_t* data_ = nullptr;
   std::size_t size_ = 0;
@@ -73,16 +62,23 @@ class MappedFile {
 #endif
 };
 
-#if LAMINA_WINDOWS
-
-inline Result<MappedFile> MappedFile::open(const std::string& path) {
-  MappedFile file;
-  file.path_ = path;
+// The file to map, opened by open_regular_file, and checked to fit in the address space.
+inline Result<detail::RegularFile> MappedFile::open_to_map(const std::string& path) {
   Result<detail::RegularFile> opened = detail::open_regular_file(path);
   if (!opened) return opened.take_error();
   if (opened->size_bytes > static_cast<std::uint64_t>(static_cast<std::size_t>(-1))) {
     return fail(ErrorCode::unsupported, path + ": " + detail::describe_byte_count(opened->size_bytes) + " does not fit in the address space");
   }
+  return opened;
+}
+
+#if LAMINA_WINDOWS
+
+inline Result<MappedFile> MappedFile::open(const std::string& path) {
+  MappedFile file;
+  file.path_ = path;
+  Result<detail::RegularFile> opened = open_to_map(path);
+  if (!opened) return opened.take_error();
   file.size_ = static_cast<std::size_t>(opened->size_bytes);
   if (file.size_ == 0) return file;
   // The mapping keeps the file open after `opened` closes its handle.
@@ -110,11 +106,8 @@ inline void MappedFile::unmap() noexcept {
 inline Result<MappedFile> MappedFile::open(const std::string& path) {
   MappedFile file;
   file.path_ = path;
-  Result<detail::RegularFile> opened = detail::open_regular_file(path);
+  Result<detail::RegularFile> opened = open_to_map(path);
   if (!opened) return opened.take_error();
-  if (opened->size_bytes > static_cast<std::uint64_t>(static_cast<std::size_t>(-1))) {
-    return fail(ErrorCode::unsupported, path + ": " + detail::describe_byte_count(opened->size_bytes) + " does not fit in the address space");
-  }
   file.size_ = static_cast<std::size_t>(opened->size_bytes);
   if (file.size_ == 0) return file;
   // The mapping keeps the file alive after `opened` closes its descriptor.
