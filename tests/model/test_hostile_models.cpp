@@ -193,6 +193,35 @@ TEST_CASE("counts from the metadata are checked against the file before anything
     CHECK(contains(model.error().message, "blk.0.attn_k.weight"));
     CHECK(contains(model.error().message, "attention.head_count_kv × head size"));
   }
+  SUBCASE("a head count that is no multiple of the KV head count names both keys") {
+    Edits edits;
+    edits.metadata.push_back({"llama.attention.head_count", lamina::gguf::Value::from_u32(4)});
+    edits.metadata.push_back({"llama.attention.head_count_kv", lamina::gguf::Value::from_u32(3)});
+    const std::vector<std::uint8_t> bytes8 = edited(source, edits);
+    lamina::Result<std::shared_ptr<const lamina::Model>> model = load(bytes8);
+    REQUIRE(!model.ok());
+    CHECK(contains(model.error().message, "key 'llama.attention.head_count' is 4, which is not a multiple of 'llama.attention.head_count_kv' 3"));
+  }
+  SUBCASE("a rope dimension count past the head size names the key and where the head size comes from") {
+    Edits edits;
+    edits.metadata.push_back({"llama.attention.head_count", lamina::gguf::Value::from_u32(32)});  // head size 64 / 32 = 2
+    edits.metadata.push_back({"llama.attention.head_count_kv", lamina::gguf::Value::from_u32(1)});
+    edits.metadata.push_back({"llama.rope.dimension_count", lamina::gguf::Value::from_u32(8)});
+    const std::vector<std::uint8_t> bytes9 = edited(source, edits);
+    lamina::Result<std::shared_ptr<const lamina::Model>> model = load(bytes9);
+    REQUIRE(!model.ok());
+    CAPTURE(model.error().message);
+    CHECK(contains(model.error().message, "key 'llama.rope.dimension_count' is 8"));
+    CHECK(contains(model.error().message, "llama.embedding_length / llama.attention.head_count, which is 2"));
+  }
+  SUBCASE("an architecture lamina lacks is quoted, escaped") {
+    Edits edits;
+    edits.metadata.push_back({"general.architecture", lamina::gguf::Value::from_string("gemma\x1b[2J")});
+    const std::vector<std::uint8_t> bytes10 = edited(source, edits);
+    lamina::Result<std::shared_ptr<const lamina::Model>> model = load(bytes10);
+    REQUIRE(!model.ok());
+    CHECK(contains(model.error().message, "architecture 'gemma\\x1b[2J' (key 'general.architecture') is not supported"));
+  }
   SUBCASE("an over-long key length names the key") {
     Edits edits;
     edits.metadata.push_back({"llama.attention.key_length", lamina::gguf::Value::from_u32(100000)});

@@ -61,8 +61,8 @@ inline Result<ModelHparams> read_hparams(const gguf::File& file) {
     hparams.architecture = Architecture::qwen2;
     hparams.rope_style = reference::RopeStyle::neox;
   } else {
-    return fail(ErrorCode::unsupported, file.name() + ": architecture '" + *architecture +
-                                            "' is not supported (supported: llama, qwen2)");
+    return fail(ErrorCode::unsupported, file.name() + ": architecture " + detail::quote_for_message(*architecture) +
+                                            " (key 'general.architecture') is not supported (supported: llama, qwen2)");
   }
   const std::string prefix = *architecture + ".";
 
@@ -84,9 +84,9 @@ inline Result<ModelHparams> read_hparams(const gguf::File& file) {
   if (!head_count_kv) return head_count_kv.take_error();
   hparams.head_count_kv = *head_count_kv;
   if (hparams.head_count_kv == 0 || hparams.head_count % hparams.head_count_kv != 0) {
-    return fail(ErrorCode::invalid_format, file.name() + ": attention.head_count " + std::to_string(hparams.head_count) +
-                                               " is not a multiple of attention.head_count_kv " +
-                                               std::to_string(hparams.head_count_kv));
+    return fail(ErrorCode::invalid_format, file.name() + ": key '" + prefix + "attention.head_count' is " +
+                                               std::to_string(hparams.head_count) + ", which is not a multiple of '" + prefix +
+                                               "attention.head_count_kv' " + std::to_string(hparams.head_count_kv));
   }
   // The head size is attention.key_length, or embedding_length / head_count when that is absent.
   const bool key_length_given = file.contains(prefix + "attention.key_length");
@@ -117,21 +117,24 @@ inline Result<ModelHparams> read_hparams(const gguf::File& file) {
   if (!epsilon) return epsilon.take_error();
   hparams.rms_norm_epsilon = *epsilon;
   if (!(hparams.rms_norm_epsilon >= 0.0f && hparams.rms_norm_epsilon < 1.0f)) {
-    return fail(ErrorCode::invalid_format, file.name() + ": attention.layer_norm_rms_epsilon out of range");
+    return fail(ErrorCode::invalid_format, file.name() + ": key '" + prefix + "attention.layer_norm_rms_epsilon' is " +
+                                               std::to_string(hparams.rms_norm_epsilon) + ", outside [0, 1)");
   }
 
   Result<std::uint32_t> rope_dimensions = file.get_u32_or(prefix + "rope.dimension_count", hparams.head_size);
   if (!rope_dimensions) return rope_dimensions.take_error();
   hparams.rope_dimension_count = *rope_dimensions;
   if (hparams.rope_dimension_count > hparams.head_size || hparams.rope_dimension_count % 2 != 0) {
-    return fail(ErrorCode::invalid_format, file.name() + ": rope.dimension_count " + std::to_string(hparams.rope_dimension_count) +
-                                               " must be even and at most the head size " + std::to_string(hparams.head_size));
+    return fail(ErrorCode::invalid_format, file.name() + ": key '" + prefix + "rope.dimension_count' is " +
+                                               std::to_string(hparams.rope_dimension_count) + "; it must be even and at most " +
+                                               head_size_source + ", which is " + std::to_string(hparams.head_size));
   }
   Result<float> base = file.get_f32_or(prefix + "rope.freq_base", 10000.0f);
   if (!base) return base.take_error();
   hparams.rope_frequency_base = *base;
   if (!(hparams.rope_frequency_base > 1.0f)) {
-    return fail(ErrorCode::invalid_format, file.name() + ": rope.freq_base must be greater than 1");
+    return fail(ErrorCode::invalid_format, file.name() + ": key '" + prefix + "rope.freq_base' is " +
+                                               std::to_string(hparams.rope_frequency_base) + "; it must be greater than 1");
   }
 
   // Context extension: "rope.scaling.type" + "rope.scaling.factor" (older files: "rope.scale_linear").
@@ -154,10 +157,13 @@ inline Result<ModelHparams> read_hparams(const gguf::File& file) {
     hparams.rope_scaling = RopeScaling::yarn;
     hparams.rope_scaling_factor = *scaling_factor > 0.0f ? *scaling_factor : 1.0f;
   } else {
-    return fail(ErrorCode::unsupported, file.name() + ": rope.scaling.type '" + *scaling_type + "' is not supported (none, linear, yarn)");
+    return fail(ErrorCode::unsupported, file.name() + ": key '" + prefix + "rope.scaling.type' is " + detail::quote_for_message(*scaling_type) +
+                                            ", which lamina does not support (none, linear, yarn)");
   }
   if (!(hparams.rope_scaling_factor >= 1.0f && hparams.rope_scaling_factor < 1e6f)) {
-    return fail(ErrorCode::invalid_format, file.name() + ": rope scaling factor must be at least 1");
+    return fail(ErrorCode::invalid_format, file.name() + ": the rope scaling factor ('" + prefix + "rope.scaling.factor' or '" + prefix +
+                                               "rope.scale_linear') is " + std::to_string(hparams.rope_scaling_factor) +
+                                               "; it must be at least 1 and below 1e6");
   }
   Result<std::uint32_t> original_context = file.get_u32_or(prefix + "rope.scaling.original_context_length", hparams.context_length);
   if (!original_context) return original_context.take_error();
