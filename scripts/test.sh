@@ -4,6 +4,7 @@
 # usage: scripts/test.sh [STEP...]     no STEP: all of them, in this order; --list prints the names
 #   deps                      install missing Debian/Ubuntu packages (scripts/install-deps.sh)
 #   install-scripts           tests/scripts/test_install_deps.sh: install-deps.sh against stand-in apt tools
+#   arch-symbols              tests/scripts/test_arch_symbols.sh: each instruction set's kernels keep to their namespace (nm)
 #   gcc-cxx17-release         g++, C++17, Release (-O2)                          build/gcc-cxx17-release
 #   clang-cxx20-asan          clang++, C++20, -O1, AddressSanitizer + UBSan      build/clang-cxx20-asan
 #   gcc-cxx20-noexcept        g++, C++20, Release, -fno-exceptions               build/gcc-cxx20-noexcept
@@ -28,7 +29,7 @@ set -uo pipefail  # no -e here: a failed step must not stop the others; each ste
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
 
-all_steps=(deps install-scripts gcc-cxx17-release clang-cxx20-asan gcc-cxx20-noexcept
+all_steps=(deps install-scripts arch-symbols gcc-cxx17-release clang-cxx20-asan gcc-cxx20-noexcept
            package-find-package package-add-subdirectory package-fetchcontent
            meson meson-subproject fuzz check-logits check-tokenize check-lora cli-errors)
 if [ "${1:-}" = "--list" ]; then
@@ -110,6 +111,10 @@ step_deps() {
 
 step_install_scripts() {
   bash tests/scripts/test_install_deps.sh
+}
+
+step_arch_symbols() {
+  bash tests/scripts/test_arch_symbols.sh
 }
 
 step_gcc_cxx17_release() {

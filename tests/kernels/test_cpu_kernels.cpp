@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -35,8 +36,9 @@ TEST_CASE("the kernel tables this program contains") {
   const std::vector<const lamina::cpu::CpuKernels*> tables = available_tables();
   REQUIRE(!tables.empty());
   CHECK(tables.front()->arch == lamina::CpuArch::scalar);
-#if LAMINA_CPU_DISPATCH && (defined(__x86_64__) || defined(_M_X64))
-  // One binary holds every x86 table; the CPU decides which of them run.
+#if defined(__x86_64__) || defined(_M_X64)
+  // Every x86-64 program holds every x86 table, whatever its -m flags and however lamina was
+  // built (kernels/cpu/dispatch.hpp); the CPU decides which of them run.
   CHECK(lamina::cpu::cpu_kernels_for(lamina::CpuArch::sse2) != nullptr);
   CHECK(lamina::cpu::cpu_kernels_for(lamina::CpuArch::avx2) != nullptr);
   CHECK(lamina::cpu::cpu_kernels_for(lamina::CpuArch::avx512) != nullptr);
@@ -99,6 +101,51 @@ TEST_CASE("vector kernels agree with the scalar reference") {
       for (std::size_t i = 0; i < count; ++i) {
         REQUIRE(accumulated[i] == doctest::Approx(b[i] - 0.5f * lamina::f16_to_f32(halves[i])).epsilon(1e-6).scale(1e-6));
       }
+    }
+  }
+}
+
+TEST_CASE("the vector exponential is accurate over the whole float range") {
+  // exp_shifted(x, 0) is e^x lane by lane (softmax's exponentials; silu uses the same function).
+  // Within 3 ulp (3.6e-7 relative) wherever e^x is a normal float; below FLT_MIN 0 is allowed;
+  // +inf past the largest float, 0 for -inf, NaN stays NaN.
+  std::vector<float> inputs;
+  for (float x = -104.0f; x <= 89.0f; x += 0.0137f) inputs.push_back(x);
+  for (float x : {0.0f, -0.0f, 1e-30f, -1e-30f, 88.37f, 88.3762f, -87.33f, -87.3366f}) inputs.push_back(x);
+  for (const lamina::cpu::CpuKernels* kernels : available_tables()) {
+    const std::string arch = lamina::cpu_arch_name(kernels->arch);
+    CAPTURE(arch);
+    std::vector<float> got = inputs;
+    kernels->exp_shifted(got.data(), 0.0f, got.size());
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      const double expected = std::exp(static_cast<double>(inputs[i]));
+      CAPTURE(inputs[i]);
+      if (expected > static_cast<double>(std::numeric_limits<float>::max())) {
+        // Past the float range: infinity (or the largest floats, within 3 ulp of the limit).
+        REQUIRE(got[i] >= std::numeric_limits<float>::max() * (1 - 3.6e-7f));
+      } else if (expected < static_cast<double>(std::numeric_limits<float>::min())) {
+        REQUIRE(got[i] >= 0.0f);
+        REQUIRE(got[i] <= std::numeric_limits<float>::min());
+      } else {
+        REQUIRE(std::fabs(got[i] - expected) <= 3.6e-7 * expected);
+      }
+    }
+    float special[] = {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(), std::nanf(""), 200.0f, -200.0f};
+    kernels->exp_shifted(special, 0.0f, 5);
+    CHECK(std::isinf(special[0]));
+    CHECK(special[1] == 0.0f);
+    CHECK(std::isnan(special[2]));
+    CHECK(std::isinf(special[3]));
+    CHECK(special[4] == 0.0f);
+    // silu(x) = x / (1 + e^-x) over the range where it bends and far beyond it.
+    std::vector<float> gate, up;
+    for (float x = -120.0f; x <= 120.0f; x += 0.031f) gate.push_back(x), up.push_back(1.0f);
+    std::vector<float> silu = gate;
+    kernels->silu_mul(silu.data(), up.data(), silu.size());
+    for (std::size_t i = 0; i < gate.size(); ++i) {
+      const double x = gate[i], expected = x / (1 + std::exp(-x));
+      CAPTURE(x);
+      REQUIRE(std::fabs(silu[i] - expected) <= 1e-6 * std::fabs(expected) + 1e-30);
     }
   }
 }

@@ -1,18 +1,21 @@
 // lamina/kernels/cpu/instantiate.hpp — compiles the SIMD kernels for one instruction set.
 //
-// Define LAMINA_CPU_TARGET as a CpuArch value (1 sse2, 2 avx2, 3 avx512) and include this file
-// in a translation unit compiled with that instruction set's flags:
+// Define LAMINA_CPU_TARGET as a CpuArch value (1 sse2, 2 avx2, 3 avx512) and include this file.
+// The kernels are compiled for that instruction set whatever the including file's -m flags: a
+// target pragma (GCC, clang) gives every function defined here the set's target attribute,
 //   sse2    (x86-64 baseline)
-//   avx2    -mavx2 -mfma -mf16c
-//   avx512  -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c
-// src/lamina_cpu_*.cpp do exactly that (the CMake target and the meson dependency build them);
-// without them, kernels/cpu/dispatch.hpp includes this file for the including file's own flags.
+//   avx2    avx2, fma, f16c
+//   avx512  avx512f, avx512bw, avx512dq, avx512vl, avx512vnni, avx2, fma, f16c
+// so kernels/cpu/dispatch.hpp includes it once per set and lamina.hpp alone holds all three.
+// src/lamina_cpu_*.cpp include it too, to compile the kernels once for a whole program (the
+// CMake target and the meson dependency build them; see kernels/cpu/kernels.hpp).
 //
 // Everything defined here lives in lamina::cpu::<instruction set>, and the code calls nothing
-// outside that namespace except compiler builtins, intrinsics and xsimd's arch-tagged templates:
-// that is the guard against the ODR trap (see kernels/cpu/kernels.hpp).
+// outside that namespace except compiler intrinsics and memcpy/memset: that is the guard
+// against the ODR trap (an AVX-512 copy of a shared inline function that the linker keeps for
+// the whole program). tests/scripts/test_arch_symbols.sh checks it with nm at -O0 and -O2.
 //
-// No include guard: a program may include it once per instruction set.
+// No include guard: a program includes it once per instruction set.
 
 #ifndef LAMINA_CPU_TARGET
 #  error "define LAMINA_CPU_TARGET (1 sse2, 2 avx2, 3 avx512) before including lamina/kernels/cpu/instantiate.hpp"
@@ -20,37 +23,45 @@
 
 #include "kernels.hpp"
 
-#include <cmath>
+// Every standard header the kernels use comes before the target pragma, so that none of its
+// inline functions is compiled with an instruction set the program's baseline lacks.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
-#include <xsimd/xsimd.hpp>
-#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
-#  include <immintrin.h>
+#if !defined(__x86_64__) && !defined(_M_X64)
+#  error "lamina: the SIMD kernels of instantiate.hpp are for x86-64"
 #endif
+#include <immintrin.h>
 
 #if LAMINA_CPU_TARGET == 1
-#  if !defined(__SSE2__) && !defined(_M_X64)
-#    error "lamina: the sse2 kernels need SSE2"
-#  endif
 #  define LAMINA_CPU_NAMESPACE sse2
-#  define LAMINA_CPU_XSIMD_ARCH xsimd::sse2
 #elif LAMINA_CPU_TARGET == 2
-#  if !defined(__AVX2__) || !defined(__FMA__) || !defined(__F16C__)
-#    error "lamina: compile the avx2 kernels with -mavx2 -mfma -mf16c"
-#  endif
 #  define LAMINA_CPU_NAMESPACE avx2
-#  define LAMINA_CPU_XSIMD_ARCH xsimd::fma3<xsimd::avx2>
 #elif LAMINA_CPU_TARGET == 3
-#  if !defined(__AVX512F__) || !defined(__AVX512BW__) || !defined(__AVX512DQ__) || !defined(__AVX512VL__) || \
-      !defined(__AVX512VNNI__) || !defined(__FMA__) || !defined(__F16C__)
-#    error "lamina: compile the avx512 kernels with -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c"
-#  endif
 #  define LAMINA_CPU_NAMESPACE avx512
-#  define LAMINA_CPU_XSIMD_ARCH xsimd::avx512bw
 #else
 #  error "lamina: LAMINA_CPU_TARGET must be 1 (sse2), 2 (avx2) or 3 (avx512)"
+#endif
+
+// The target attribute of every function below. (MSVC compiles any intrinsic anywhere.) GCC
+// and clang spell the region differently; pragmas take no macros, hence one branch per set.
+#if defined(__clang__)
+#  if LAMINA_CPU_TARGET == 2
+#    pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#  elif LAMINA_CPU_TARGET == 3
+#    pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c"))), apply_to = function)
+#  else
+#    pragma clang attribute push(__attribute__((target("sse2"))), apply_to = function)
+#  endif
+#elif defined(__GNUC__)
+#  pragma GCC push_options
+#  if LAMINA_CPU_TARGET == 2
+#    pragma GCC target("avx2,fma,f16c")
+#  elif LAMINA_CPU_TARGET == 3
+#    pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")
+#  endif
 #endif
 
 // In a kernel translation unit the table is an ordinary (external) function; compiled inline
@@ -83,10 +94,10 @@ namespace lamina {
 namespace cpu {
 namespace LAMINA_CPU_NAMESPACE {
 
-using simd_arch = LAMINA_CPU_XSIMD_ARCH;
 inline constexpr CpuArch this_arch = static_cast<CpuArch>(LAMINA_CPU_TARGET);
 
 #include "../../core/half_conversions.inl"
+#include "simd/float_batch.inl"
 #include "simd/vector_ops.inl"
 #include "simd/quant_legacy.inl"
 #include "simd/quant_k.inl"
@@ -122,6 +133,11 @@ LAMINA_CPU_TABLE_LINKAGE const CpuKernels& kernel_table() {
 #  pragma GCC diagnostic pop
 #endif
 
+#if defined(__clang__)
+#  pragma clang attribute pop
+#elif defined(__GNUC__)
+#  pragma GCC pop_options
+#endif
+
 #undef LAMINA_CPU_NAMESPACE
-#undef LAMINA_CPU_XSIMD_ARCH
 #undef LAMINA_CPU_TARGET

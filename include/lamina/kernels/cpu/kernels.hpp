@@ -1,20 +1,12 @@
-// lamina/kernels/cpu/kernels.hpp — the table of CPU kernels, one per instruction set, and how
-// lamina picks one at run time.
+// lamina/kernels/cpu/kernels.hpp — the table of CPU kernels that every instruction set fills in.
 //
-// How the kernels are built (the "ODR trap" and how lamina avoids it):
-//   The kernels live in kernels/cpu/simd/*.inl. kernels/cpu/instantiate.hpp includes them inside
-//   a namespace named after one instruction set (lamina::cpu::avx2 …), so code compiled for
-//   AVX2 never shares a symbol with code compiled for SSE2 and the linker cannot mix them up.
-//   Arch code calls nothing outside its namespace but compiler builtins and intrinsics; what it
-//   needs from the rest of lamina (dequantizing a row for the generic path) arrives as a
-//   function pointer compiled in the caller's translation unit.
-//
-//   - With LAMINA_CPU_DISPATCH=1 (what the CMake target and meson dependency set), each
-//     instruction set is compiled in its own small translation unit with its own flags
-//     (src/lamina_cpu_*.cpp), and cpu_kernels() picks the best one the CPU runs.
-//   - With LAMINA_CPU_DISPATCH=0 (including lamina.hpp with no build-system help), the kernels
-//     are compiled inline for the instruction set the including file is compiled for
-//     (-march=…), which is then the only one besides the scalar reference.
+// The kernels live in kernels/cpu/simd/*.inl, one copy per instruction set, each in a namespace
+// named after it (lamina::cpu::avx2 ...) and compiled with its target (kernels/cpu/instantiate.hpp),
+// so code compiled for AVX2 never shares a symbol with code compiled for SSE2 and the linker
+// cannot mix them up. Arch code calls nothing outside its namespace but intrinsics; what it needs
+// from the rest of lamina (dequantizing a row for the generic path) arrives as a function pointer
+// compiled in the caller's translation unit. kernels/cpu/dispatch.hpp holds the tables and picks
+// one at run time.
 #pragma once
 
 #include "../../config.hpp"
@@ -23,7 +15,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 
 namespace lamina {
 namespace cpu {
@@ -119,32 +110,6 @@ struct CpuKernels {
   float (*exp_shifted)(float* x, float maximum, std::size_t count) = nullptr;
   void (*attention)(const AttentionTask& task) = nullptr;
 };
-
-// The table for `arch` when this program contains it, else nullptr.
-const CpuKernels* cpu_kernels_for(CpuArch arch);
-
-namespace detail {
-inline CpuArch requested_cpu_arch_from_environment() {
-  const char* name = std::getenv("LAMINA_CPU_ARCH");
-  CpuArch arch = CpuArch::automatic;
-  if (name != nullptr && *name != '\0' && !parse_cpu_arch(name, &arch)) arch = CpuArch::automatic;
-  return arch;
-}
-}  // namespace detail
-
-// The kernels lamina uses: the most capable table that this program contains, this CPU runs,
-// and that is not above `requested` (or, for CpuArch::automatic, above $LAMINA_CPU_ARCH).
-inline const CpuKernels& cpu_kernels(CpuArch requested = CpuArch::automatic) {
-  if (requested == CpuArch::automatic) requested = detail::requested_cpu_arch_from_environment();
-  const CpuArch order[] = {CpuArch::avx512, CpuArch::avx2, CpuArch::neon, CpuArch::sse2};
-  for (CpuArch arch : order) {
-    if (requested != CpuArch::automatic && static_cast<int>(arch) > static_cast<int>(requested)) continue;
-    if (requested != CpuArch::automatic && requested != CpuArch::neon && arch == CpuArch::neon) continue;
-    if (!cpu_supports(arch)) continue;
-    if (const CpuKernels* kernels = cpu_kernels_for(arch)) return *kernels;
-  }
-  return *cpu_kernels_for(CpuArch::scalar);
-}
 
 }  // namespace cpu
 }  // namespace lamina

@@ -42,8 +42,8 @@ inline void gemm_tile(const float* panel, const float* x, std::size_t x_stride, 
     const float_batch weights_high = float_batch::load_aligned(panel + k * gemm_panel_rows + float_lanes);
     unroll<Tokens>([&](auto t) {
       const float_batch activation(x[t * x_stride + k]);
-      low[t] = xsimd::fma(weights_low, activation, low[t]);
-      high[t] = xsimd::fma(weights_high, activation, high[t]);
+      low[t] = fma(weights_low, activation, low[t]);
+      high[t] = fma(weights_high, activation, high[t]);
     });
   }
   unroll<Tokens>([&](auto t) {

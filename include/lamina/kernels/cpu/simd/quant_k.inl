@@ -108,8 +108,8 @@ inline void quantize_block_q8_k(const float* values, std::uint8_t* out) {
   // The largest magnitude; `a > largest` is false for NaN, as in GGML's scalar loop.
   float_batch largest(0.0f);
   for (int i = 0; i < 256; i += static_cast<int>(float_lanes)) {
-    const float_batch magnitude = xsimd::abs(float_batch::load_unaligned(values + i));
-    largest = xsimd::select(magnitude > largest, magnitude, largest);
+    const float_batch magnitude = abs(float_batch::load_unaligned(values + i));
+    largest = select(magnitude > largest, magnitude, largest);
   }
   alignas(64) float lanes[float_lanes];
   largest.store_aligned(lanes);
@@ -123,9 +123,9 @@ inline void quantize_block_q8_k(const float* values, std::uint8_t* out) {
   float extreme = 0.0f;
   const float_batch target(largest_magnitude);
   for (int i = 0; i < 256; i += static_cast<int>(float_lanes)) {
-    if (xsimd::any(xsimd::abs(float_batch::load_unaligned(values + i)) == target)) {
+    if (any(abs(float_batch::load_unaligned(values + i)) == target)) {
       int j = i;
-      while (std::fabs(values[j]) != largest_magnitude) ++j;
+      while (values[j] != largest_magnitude && -values[j] != largest_magnitude) ++j;
       extreme = values[j];
       break;
     }
@@ -133,7 +133,7 @@ inline void quantize_block_q8_k(const float* values, std::uint8_t* out) {
   const float inverse = -127.0f / extreme;
   const float scale = 1.0f / inverse;
   alignas(64) std::int8_t quants[256];
-  if (std::isinf(inverse)) {
+  if (inverse == positive_infinity || inverse == -positive_infinity) {
     std::memset(quants, 0, sizeof quants);
   } else {
     quantize_values_q8_k(values, inverse, quants);

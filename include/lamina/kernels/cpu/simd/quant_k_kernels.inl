@@ -185,7 +185,7 @@ inline void row_tokens(const std::uint8_t* row, const std::uint8_t* const* token
       const float activation_scale = load_f32(activation[t]);
       const float scale = weight_scale * activation_scale;
       if constexpr (row_kernel_uses_signed_levels<Format>) {
-        scaled_sums[t] = xsimd::fma(float_batch(to_float(sums[t])), float_batch(scale), scaled_sums[t]);
+        scaled_sums[t] = fma(float_batch(to_float(sums[t])), float_batch(scale), scaled_sums[t]);
       } else {
         const __m256i min_sums = _mm256_madd_epi16(scales.mins, load_256(activation[t] + q8k_sums_offset));
         if constexpr (Format::mins_from_scales) {
@@ -195,17 +195,17 @@ inline void row_tokens(const std::uint8_t* row, const std::uint8_t* const* token
 #  else
           sums[t] = _mm256_sub_epi32(sums[t], min_sums);
 #  endif
-          scaled_sums[t] = xsimd::fma(float_batch(to_float(sums[t])), float_batch(scale), scaled_sums[t]);
+          scaled_sums[t] = fma(float_batch(to_float(sums[t])), float_batch(scale), scaled_sums[t]);
         } else {
-          scaled_sums[t] = xsimd::fma(float_batch(to_float(sums[t])), float_batch(scale), scaled_sums[t]);
-          scaled_mins[t] = xsimd::fma(float_batch(to_float(widen_sums(min_sums))), float_batch(weight_min_scale * activation_scale),
+          scaled_sums[t] = fma(float_batch(to_float(sums[t])), float_batch(scale), scaled_sums[t]);
+          scaled_mins[t] = fma(float_batch(to_float(widen_sums(min_sums))), float_batch(weight_min_scale * activation_scale),
                                       scaled_mins[t]);
         }
       }
     }
   }
   LAMINA_K_QUANTS_UNROLL for (int t = 0; t < Tokens; ++t) {
-    out[static_cast<std::size_t>(t) * out_stride] = xsimd::hadd(scaled_sums[t]) - xsimd::hadd(scaled_mins[t]);
+    out[static_cast<std::size_t>(t) * out_stride] = reduce_add(scaled_sums[t]) - reduce_add(scaled_mins[t]);
   }
 }
 
@@ -516,9 +516,9 @@ inline void tile_tokens(const std::uint8_t* tile, std::size_t block_count, const
         block_sum = float_batch(to_float(_mm256_sub_epi32(sums[t], min_sums[t]))) * d;
 #  endif
       } else {
-        block_sum = xsimd::fnma(float_batch(to_float(min_sums[t])), dmin, float_batch(to_float(sums[t])) * d);
+        block_sum = fnma(float_batch(to_float(min_sums[t])), dmin, float_batch(to_float(sums[t])) * d);
       }
-      results[t] = xsimd::fma(block_sum, activation_scale, results[t]);
+      results[t] = fma(block_sum, activation_scale, results[t]);
     }
   }
   LAMINA_K_QUANTS_UNROLL for (int t = 0; t < Tokens; ++t) {
@@ -677,7 +677,7 @@ inline void sse2_rows(const Sse2Block* const* rows, const MatmulTask& task, std:
         results[r] = results[r] + block_sum * float_batch(activation_scale);
       }
     }
-    LAMINA_K_QUANTS_UNROLL for (int r = 0; r < Rows; ++r) task.y[t * task.y_row_stride + first_row + static_cast<std::size_t>(r)] = xsimd::hadd(results[r]);
+    LAMINA_K_QUANTS_UNROLL for (int r = 0; r < Rows; ++r) task.y[t * task.y_row_stride + first_row + static_cast<std::size_t>(r)] = reduce_add(results[r]);
   }
 }
 

@@ -85,7 +85,7 @@ inline float quantize_block_to_int8(const float* x, std::int8_t* quants, int* qu
   float_batch magnitude(0.0f);
   for (std::size_t k = 0; k < batches; ++k) {
     values[k] = float_batch::load_unaligned(x + k * float_lanes);
-    magnitude = xsimd::max(magnitude, xsimd::abs(values[k]));
+    magnitude = max(magnitude, abs(values[k]));
   }
   const float scale = largest_lane(magnitude) / 127;
   const float inverse = scale != 0.0f ? 1.0f / scale : 0.0f;
@@ -93,18 +93,18 @@ inline float quantize_block_to_int8(const float* x, std::int8_t* quants, int* qu
   float_batch rounded[batches];
   for (std::size_t k = 0; k < batches; ++k) {
     float_batch value = values[k] * float_batch(inverse);
-    value = xsimd::select(xsimd::isnan(value), float_batch(0.0f), value);  // NaN -> 0, as the reference
+    value = select(isnan(value), float_batch(0.0f), value);  // NaN -> 0, as the reference
     // Clamping first is the same as clamping the rounded value, and keeps the conversions exact.
-    value = xsimd::min(xsimd::max(value, float_batch(-128.0f)), float_batch(127.0f));
+    value = min(max(value, float_batch(-128.0f)), float_batch(127.0f));
     // roundf: ties away from zero.
     const float_batch truncated = truncate_toward_zero(value), fraction = value - truncated;
-    rounded[k] = truncated + xsimd::select(fraction >= float_batch(0.5f), float_batch(1.0f), float_batch(0.0f)) -
-                 xsimd::select(fraction <= float_batch(-0.5f), float_batch(1.0f), float_batch(0.0f));
+    rounded[k] = truncated + select(fraction >= float_batch(0.5f), float_batch(1.0f), float_batch(0.0f)) -
+                 select(fraction <= float_batch(-0.5f), float_batch(1.0f), float_batch(0.0f));
   }
   if (WantSum) {
     float_batch sum = rounded[0];
     for (std::size_t k = 1; k < batches; ++k) sum += rounded[k];
-    *quant_sum = static_cast<int>(xsimd::hadd(sum));  // small integers: exact
+    *quant_sum = static_cast<int>(reduce_add(sum));  // small integers: exact
   }
 
   // The integral floats to int8 (the conversion is exact, the packing cannot saturate).
@@ -254,7 +254,7 @@ inline void legacy_tile(const Format& format, const std::uint8_t* const* weight_
     legacy_tile_step<Format, Rows, Tokens, 1>(format, weight_rows, token_steps, full_steps, sums);
   }
   unroll<Rows>([&](auto r) {
-    unroll<Tokens>([&](auto t) { results[r][t] = xsimd::hadd(sums[r][t]); });
+    unroll<Tokens>([&](auto t) { results[r][t] = reduce_add(sums[r][t]); });
   });
 }
 

@@ -114,7 +114,10 @@ struct LegacyQ5_1 : LegacyFormatTraits<DType::q5_1, 24, 0, true> {
 
 // IQ4_NL [F16 d][16 index bytes]: q = level[index], looked up in each 128-bit lane.
 struct LegacyIQ4_NL : LegacyFormatTraits<DType::iq4_nl, 18, 128, false> {
-  __m256i levels = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(legacy_iq4_nl_levels)));
+  __m256i levels;
+  // A written-out constructor, not default member initializers: GCC compiles implicit
+  // constructors without the instruction set's target pragma.
+  LegacyIQ4_NL() : levels(_mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(legacy_iq4_nl_levels)))) {}
   template <std::size_t Blocks>
   LegacyWeightStep load(const std::uint8_t* block) const {
     return signed_weight_step(_mm256_shuffle_epi8(levels, split_nibbles(block + 2)), block);
@@ -134,8 +137,8 @@ template <class Format>
 inline float_batch legacy_multiply_add(const LegacyWeightStep& weights, const LegacyTokenStep& token, float_batch sum) {
   const __m256i activations = Format::has_minimum ? token.quants : _mm256_sign_epi8(token.quants, weights.signs);
   const __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(weights.magnitudes, activations), _mm256_set1_epi16(1));
-  if constexpr (Format::has_minimum) sum = xsimd::fma(weights.minimum, token.correction, sum);
-  return xsimd::fma(float_batch(_mm256_cvtepi32_ps(dot)), weights.scale * token.scale, sum);
+  if constexpr (Format::has_minimum) sum = fma(weights.minimum, token.correction, sum);
+  return fma(float_batch(_mm256_cvtepi32_ps(dot)), weights.scale * token.scale, sum);
 }
 
 #include "quant_legacy_avx2_prompt.inl"

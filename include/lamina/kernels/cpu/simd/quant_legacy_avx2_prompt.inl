@@ -214,11 +214,11 @@ inline void multiply_transposed_block(const LegacyTransposedBlock& weights, cons
     if constexpr (Format::has_minimum) {
       float scaled_sum;
       std::memcpy(&scaled_sum, corrections + t * info_stride, 4);
-      sum = xsimd::fma(weights.minimum, float_batch(scaled_sum), sum);
+      sum = fma(weights.minimum, float_batch(scaled_sum), sum);
     } else {
       dot = _mm256_add_epi32(dot, _mm256_set1_epi32(corrections[t * info_stride]));
     }
-    sum = xsimd::fma(float_batch(_mm256_cvtepi32_ps(dot)), weights.scale * float_batch(scales[t * info_stride]), sum);
+    sum = fma(float_batch(_mm256_cvtepi32_ps(dot)), weights.scale * float_batch(scales[t * info_stride]), sum);
     sum.store_aligned(sums + legacy_prompt_group_rows * t);
   });
 }

@@ -119,8 +119,13 @@ inline __m512i add_fifth_bits(__m512i codes, const std::uint8_t* blocks) {
 // the _1 types the F16 minimum at word 1.
 template <std::size_t BlockBytes, int NibbleWord, bool HasMinimum>
 struct LegacyNibbleUnpacker {
-  __m512i nibble_index = nibble_gather_index(NibbleWord, static_cast<int>(BlockBytes / 2));
-  __m512i scale_index = scale_gather_index(0, 1, static_cast<int>(BlockBytes / 2));
+  __m512i nibble_index;
+  __m512i scale_index;
+  // A written-out constructor, not default member initializers: GCC compiles implicit
+  // constructors without the instruction set's target pragma.
+  LegacyNibbleUnpacker()
+      : nibble_index(nibble_gather_index(NibbleWord, static_cast<int>(BlockBytes / 2))),
+        scale_index(scale_gather_index(0, 1, static_cast<int>(BlockBytes / 2))) {}
 
   template <std::size_t Blocks>
   LegacyWeightStep unpack(const std::uint8_t* blocks) const {
@@ -177,8 +182,11 @@ struct LegacyQ5_1 : LegacyFormatTraits<DType::q5_1, 24, 0, true> {
 // IQ4_NL [F16 d][16 index bytes]: u = level[index] + 128, looked up in each 128-bit lane.
 struct LegacyIQ4_NL : LegacyFormatTraits<DType::iq4_nl, 18, 128, false> {
   LegacyNibbleUnpacker<18, 1, false> unpacker;
-  __m512i levels = _mm512_xor_si512(_mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(legacy_iq4_nl_levels))),
-                                    _mm512_set1_epi8(static_cast<char>(0x80)));
+  __m512i levels;
+  // A written-out constructor: see LegacyNibbleUnpacker.
+  LegacyIQ4_NL()
+      : levels(_mm512_xor_si512(_mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(legacy_iq4_nl_levels))),
+                                _mm512_set1_epi8(static_cast<char>(0x80)))) {}
   template <std::size_t Blocks>
   LegacyWeightStep load(const std::uint8_t* blocks) const {
     LegacyWeightStep step = unpacker.unpack<Blocks>(blocks);
@@ -190,7 +198,8 @@ struct LegacyIQ4_NL : LegacyFormatTraits<DType::iq4_nl, 18, 128, false> {
 // Q8_0 [F16 d][32 int8]: u = q + 128 (the sign bit flipped). Two blocks are 68 bytes, so the
 // quants come in two loads and the scales (words 0 and 17) in a third.
 struct LegacyQ8_0 : LegacyFormatTraits<DType::q8_0, 34, 128, false> {
-  __m512i scale_index = scale_gather_index(0, 0, 17);
+  __m512i scale_index;
+  LegacyQ8_0() : scale_index(scale_gather_index(0, 0, 17)) {}  // written out: see LegacyNibbleUnpacker
   template <std::size_t Blocks>
   LegacyWeightStep load(const std::uint8_t* blocks) const {
     const __m256i first = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blocks + 2));
@@ -209,11 +218,11 @@ template <class Format>
 inline float_batch legacy_multiply_add(const LegacyWeightStep& weights, const LegacyTokenStep& token, float_batch sum) {
   if constexpr (Format::has_minimum) {
     const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), weights.codes, token.quants);
-    sum = xsimd::fma(weights.minimum, float_batch(_mm512_castsi512_ps(token.correction)), sum);
-    return xsimd::fma(float_batch(_mm512_cvtepi32_ps(dot)), weights.scale * token.scale, sum);
+    sum = fma(weights.minimum, float_batch(_mm512_castsi512_ps(token.correction)), sum);
+    return fma(float_batch(_mm512_cvtepi32_ps(dot)), weights.scale * token.scale, sum);
   } else {
     const __m512i dot = _mm512_dpbusd_epi32(token.correction, weights.codes, token.quants);
-    return xsimd::fma(float_batch(_mm512_cvtepi32_ps(dot)), weights.scale * token.scale, sum);
+    return fma(float_batch(_mm512_cvtepi32_ps(dot)), weights.scale * token.scale, sum);
   }
 }
 

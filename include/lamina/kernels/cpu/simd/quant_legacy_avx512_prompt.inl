@@ -292,9 +292,9 @@ inline void multiply_transposed_block(const LegacyTransposedBlock& weights, cons
     if constexpr (Format::has_minimum) {
       float scaled_sum;
       std::memcpy(&scaled_sum, corrections + t * info_stride, 4);
-      sum = xsimd::fma(weights.minimum, float_batch(scaled_sum), sum);
+      sum = fma(weights.minimum, float_batch(scaled_sum), sum);
     }
-    sum = xsimd::fma(float_batch(_mm512_cvtepi32_ps(dots[t])), weights.scale * float_batch(scales[t * info_stride]), sum);
+    sum = fma(float_batch(_mm512_cvtepi32_ps(dots[t])), weights.scale * float_batch(scales[t * info_stride]), sum);
     sum.store_aligned(sums + legacy_prompt_group_rows * t);
   });
 }

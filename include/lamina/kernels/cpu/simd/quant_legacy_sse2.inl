@@ -176,7 +176,7 @@ inline float_batch legacy_multiply_add(const LegacyWeightStep& weights, const Le
   dot = _mm_add_epi32(dot, _mm_madd_epi16(weights.values[1], token.quants[1]));
   dot = _mm_add_epi32(dot, _mm_madd_epi16(weights.values[2], token.quants[2]));
   dot = _mm_add_epi32(dot, _mm_madd_epi16(weights.values[3], token.quants[3]));
-  if constexpr (Format::has_minimum) sum = xsimd::fma(weights.minimum, token.correction, sum);
-  return xsimd::fma(float_batch(_mm_cvtepi32_ps(dot)), weights.scale * token.scale, sum);
+  if constexpr (Format::has_minimum) sum = fma(weights.minimum, token.correction, sum);
+  return fma(float_batch(_mm_cvtepi32_ps(dot)), weights.scale * token.scale, sum);
 }
 

@@ -1,12 +1,9 @@
 // lamina/kernels/cpu/simd/vector_ops.inl — element-wise kernels (dot, RMSNorm, SwiGLU, residual
 // add, softmax's exponentials, F16 conversions for the KV cache) for one instruction set.
 //
-// Included by kernels/cpu/instantiate.hpp inside lamina::cpu::<instruction set>, where
-// `simd_arch` names the xsimd architecture; do not include it anywhere else. Each function is
-// the SIMD form of the op of the same name in kernels/reference.hpp.
-
-using float_batch = xsimd::batch<float, simd_arch>;
-inline constexpr std::size_t float_lanes = float_batch::size;
+// Included by kernels/cpu/instantiate.hpp inside lamina::cpu::<instruction set>, after
+// float_batch.inl; do not include it anywhere else. Each function is the SIMD form of the op of
+// the same name in kernels/reference.hpp.
 
 // unroll<Count>(body) calls body(UnrollIndex<i>()) for i = 0 .. Count - 1, unrolled at
 // compile time. The loops over a tile's rows, tokens and registers use it so that accumulators
@@ -40,22 +37,22 @@ inline float dot(const float* a, const float* b, std::size_t count) {
   float_batch sum0(0.0f), sum1(0.0f), sum2(0.0f), sum3(0.0f);
   std::size_t i = 0;
   for (; i + 4 * float_lanes <= count; i += 4 * float_lanes) {
-    sum0 = xsimd::fma(float_batch::load_unaligned(a + i), float_batch::load_unaligned(b + i), sum0);
-    sum1 = xsimd::fma(float_batch::load_unaligned(a + i + float_lanes), float_batch::load_unaligned(b + i + float_lanes), sum1);
-    sum2 = xsimd::fma(float_batch::load_unaligned(a + i + 2 * float_lanes), float_batch::load_unaligned(b + i + 2 * float_lanes), sum2);
-    sum3 = xsimd::fma(float_batch::load_unaligned(a + i + 3 * float_lanes), float_batch::load_unaligned(b + i + 3 * float_lanes), sum3);
+    sum0 = fma(float_batch::load_unaligned(a + i), float_batch::load_unaligned(b + i), sum0);
+    sum1 = fma(float_batch::load_unaligned(a + i + float_lanes), float_batch::load_unaligned(b + i + float_lanes), sum1);
+    sum2 = fma(float_batch::load_unaligned(a + i + 2 * float_lanes), float_batch::load_unaligned(b + i + 2 * float_lanes), sum2);
+    sum3 = fma(float_batch::load_unaligned(a + i + 3 * float_lanes), float_batch::load_unaligned(b + i + 3 * float_lanes), sum3);
   }
   for (; i + float_lanes <= count; i += float_lanes) {
-    sum0 = xsimd::fma(float_batch::load_unaligned(a + i), float_batch::load_unaligned(b + i), sum0);
+    sum0 = fma(float_batch::load_unaligned(a + i), float_batch::load_unaligned(b + i), sum0);
   }
-  float sum = xsimd::hadd((sum0 + sum1) + (sum2 + sum3));
+  float sum = reduce_add((sum0 + sum1) + (sum2 + sum3));
   for (; i < count; ++i) sum += a[i] * b[i];
   return sum;
 }
 
 inline void rms_norm(const float* x, const float* weight, float* out, std::size_t count, float epsilon) {
   const float mean_square = dot(x, x, count) / static_cast<float>(count);
-  const float scale = 1.0f / std::sqrt(mean_square + epsilon);
+  const float scale = 1.0f / square_root(mean_square + epsilon);
   const float_batch scale_batch(scale);
   std::size_t i = 0;
   for (; i + float_lanes <= count; i += float_lanes) {
@@ -64,14 +61,22 @@ inline void rms_norm(const float* x, const float* weight, float* out, std::size_
   for (; i < count; ++i) out[i] = x[i] * scale * weight[i];
 }
 
+inline float_batch silu_mul(const float_batch& gate, const float_batch& up) {
+  return gate / (float_batch(1.0f) + exp(-gate)) * up;
+}
+
+// The values past the last full vector go through the same vector operation (copied into a
+// padded vector), so a value is computed the same way wherever it sits in the row.
 inline void silu_mul(float* gate, const float* up, std::size_t count) {
-  const float_batch one(1.0f);
   std::size_t i = 0;
   for (; i + float_lanes <= count; i += float_lanes) {
-    const float_batch g = float_batch::load_unaligned(gate + i);
-    (g / (one + xsimd::exp(-g)) * float_batch::load_unaligned(up + i)).store_unaligned(gate + i);
+    silu_mul(float_batch::load_unaligned(gate + i), float_batch::load_unaligned(up + i)).store_unaligned(gate + i);
   }
-  for (; i < count; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+  if (i == count) return;
+  alignas(64) float tail_gate[float_lanes] = {}, tail_up[float_lanes] = {};
+  for (std::size_t j = i; j < count; ++j) tail_gate[j - i] = gate[j], tail_up[j - i] = up[j];
+  silu_mul(float_batch::load_aligned(tail_gate), float_batch::load_aligned(tail_up)).store_aligned(tail_gate);
+  for (std::size_t j = i; j < count; ++j) gate[j] = tail_gate[j - i];
 }
 
 inline void add(float* y, const float* x, std::size_t count) {
@@ -89,31 +94,35 @@ inline void scaled_add(float* y, const float* x, float scale, std::size_t count)
   const float_batch scale_batch(scale);
   std::size_t i = 0;
   for (; i + float_lanes <= count; i += float_lanes) {
-    xsimd::fma(float_batch::load_unaligned(x + i), scale_batch, float_batch::load_unaligned(y + i)).store_unaligned(y + i);
+    fma(float_batch::load_unaligned(x + i), scale_batch, float_batch::load_unaligned(y + i)).store_unaligned(y + i);
   }
   if (i == count) return;
   alignas(64) float tail_y[float_lanes] = {}, tail_x[float_lanes] = {};
   for (std::size_t j = i; j < count; ++j) tail_y[j - i] = y[j], tail_x[j - i] = x[j];
-  xsimd::fma(float_batch::load_aligned(tail_x), scale_batch, float_batch::load_aligned(tail_y)).store_aligned(tail_y);
+  fma(float_batch::load_aligned(tail_x), scale_batch, float_batch::load_aligned(tail_y)).store_aligned(tail_y);
   for (std::size_t j = i; j < count; ++j) y[j] = tail_y[j - i];
 }
 
-// x = exp(x - maximum); returns the sum.
+// x = exp(x - maximum); returns the sum. The tail as in silu_mul; its padding lanes are
+// exp(-inf) = 0 and add nothing.
 inline float exp_shifted(float* x, float maximum, std::size_t count) {
   const float_batch shift(maximum);
   float_batch sum_batch(0.0f);
   std::size_t i = 0;
   for (; i + float_lanes <= count; i += float_lanes) {
-    const float_batch e = xsimd::exp(float_batch::load_unaligned(x + i) - shift);
+    const float_batch e = exp(float_batch::load_unaligned(x + i) - shift);
     e.store_unaligned(x + i);
     sum_batch += e;
   }
-  float sum = xsimd::hadd(sum_batch);
-  for (; i < count; ++i) {
-    x[i] = std::exp(x[i] - maximum);
-    sum += x[i];
+  if (i < count) {
+    alignas(64) float tail[float_lanes];
+    for (std::size_t j = 0; j < float_lanes; ++j) tail[j] = i + j < count ? x[i + j] : -positive_infinity;
+    const float_batch e = exp(float_batch::load_aligned(tail) - shift);
+    e.store_aligned(tail);
+    sum_batch += e;
+    for (std::size_t j = i; j < count; ++j) x[j] = tail[j - i];
   }
-  return sum;
+  return reduce_add(sum_batch);
 }
 
 // --- F16 rows: hardware conversion (F16C) where the instruction set has it ---
@@ -161,13 +170,13 @@ inline float dot_f16(const std::uint16_t* a, const float* b, std::size_t count) 
   float_batch sum0(0.0f), sum1(0.0f), sum2(0.0f), sum3(0.0f);
   std::size_t i = 0;
   for (; i + 4 * float_lanes <= count; i += 4 * float_lanes) {
-    sum0 = xsimd::fma(load_f16(a + i), float_batch::load_unaligned(b + i), sum0);
-    sum1 = xsimd::fma(load_f16(a + i + float_lanes), float_batch::load_unaligned(b + i + float_lanes), sum1);
-    sum2 = xsimd::fma(load_f16(a + i + 2 * float_lanes), float_batch::load_unaligned(b + i + 2 * float_lanes), sum2);
-    sum3 = xsimd::fma(load_f16(a + i + 3 * float_lanes), float_batch::load_unaligned(b + i + 3 * float_lanes), sum3);
+    sum0 = fma(load_f16(a + i), float_batch::load_unaligned(b + i), sum0);
+    sum1 = fma(load_f16(a + i + float_lanes), float_batch::load_unaligned(b + i + float_lanes), sum1);
+    sum2 = fma(load_f16(a + i + 2 * float_lanes), float_batch::load_unaligned(b + i + 2 * float_lanes), sum2);
+    sum3 = fma(load_f16(a + i + 3 * float_lanes), float_batch::load_unaligned(b + i + 3 * float_lanes), sum3);
   }
-  for (; i + float_lanes <= count; i += float_lanes) sum0 = xsimd::fma(load_f16(a + i), float_batch::load_unaligned(b + i), sum0);
-  float sum = xsimd::hadd((sum0 + sum1) + (sum2 + sum3));
+  for (; i + float_lanes <= count; i += float_lanes) sum0 = fma(load_f16(a + i), float_batch::load_unaligned(b + i), sum0);
+  float sum = reduce_add((sum0 + sum1) + (sum2 + sum3));
   for (; i < count; ++i) sum += f16_to_f32(a[i]) * b[i];
   return sum;
 }
@@ -177,12 +186,12 @@ inline void scaled_add_f16(float* y, const std::uint16_t* x, float scale, std::s
   const float_batch scale_batch(scale);
   std::size_t i = 0;
   for (; i + float_lanes <= count; i += float_lanes) {
-    xsimd::fma(load_f16(x + i), scale_batch, float_batch::load_unaligned(y + i)).store_unaligned(y + i);
+    fma(load_f16(x + i), scale_batch, float_batch::load_unaligned(y + i)).store_unaligned(y + i);
   }
   if (i == count) return;
   alignas(64) float tail_y[float_lanes] = {}, tail_x[float_lanes] = {};
   for (std::size_t j = i; j < count; ++j) tail_y[j - i] = y[j], tail_x[j - i] = f16_to_f32(x[j]);
-  xsimd::fma(float_batch::load_aligned(tail_x), scale_batch, float_batch::load_aligned(tail_y)).store_aligned(tail_y);
+  fma(float_batch::load_aligned(tail_x), scale_batch, float_batch::load_aligned(tail_y)).store_aligned(tail_y);
   for (std::size_t j = i; j < count; ++j) y[j] = tail_y[j - i];
 }
 
