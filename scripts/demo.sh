@@ -13,7 +13,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-bash scripts/install-deps.sh g++ cmake ninja-build libxsimd-dev nlohmann-json3-dev libstb-dev ||
+bash scripts/install-deps.sh g++ cmake ninja-build nlohmann-json3-dev libstb-dev ||
   echo "demo: some packages could not be installed; trying to build anyway" >&2
 
 model=models/demo/fortunes-demo.gguf

@@ -51,7 +51,7 @@ fuzz_seconds=${LAMINA_FUZZ_SECONDS:-20}
 cli=$root/build/gcc-cxx17-release/examples/cli/lamina
 
 packages=(g++ clang cmake ninja-build ccache meson pkg-config python3-numpy
-          libxsimd-dev doctest-dev libstb-dev nlohmann-json3-dev unicode-data
+          doctest-dev libstb-dev nlohmann-json3-dev unicode-data
           libvulkan-dev mesa-vulkan-drivers glslang-tools)
 
 # ---------------------------------------------------------------------------------------------
