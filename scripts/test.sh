@@ -5,6 +5,7 @@
 #   deps                      install missing Debian/Ubuntu packages (scripts/install-deps.sh)
 #   install-scripts           tests/scripts/test_install_deps.sh: install-deps.sh against stand-in apt tools
 #   arch-symbols              tests/scripts/test_arch_symbols.sh: each instruction set's kernels keep to their namespace (nm)
+#   headers                   tests/scripts/test_headers.sh: each public header compiles alone; the macros they leave
 #   gcc-cxx17-release         g++, C++17, Release (-O2)                          build/gcc-cxx17-release
 #   clang-cxx20-asan          clang++, C++20, -O1, AddressSanitizer + UBSan      build/clang-cxx20-asan
 #   gcc-cxx20-noexcept        g++, C++20, Release, -fno-exceptions               build/gcc-cxx20-noexcept
@@ -29,7 +30,7 @@ set -uo pipefail  # no -e here: a failed step must not stop the others; each ste
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
 
-all_steps=(deps install-scripts arch-symbols gcc-cxx17-release clang-cxx20-asan gcc-cxx20-noexcept
+all_steps=(deps install-scripts arch-symbols headers gcc-cxx17-release clang-cxx20-asan gcc-cxx20-noexcept
            package-find-package package-add-subdirectory package-fetchcontent
            meson meson-subproject fuzz check-logits check-tokenize check-lora cli-errors)
 if [ "${1:-}" = "--list" ]; then
@@ -115,6 +116,10 @@ step_install_scripts() {
 
 step_arch_symbols() {
   bash tests/scripts/test_arch_symbols.sh
+}
+
+step_headers() {
+  bash tests/scripts/test_headers.sh
 }
 
 step_gcc_cxx17_release() {

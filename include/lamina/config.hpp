@@ -21,27 +21,16 @@
 #  endif
 #endif
 
-// LAMINA_HAS_EXCEPTIONS: 1 when the compiler has exceptions enabled. lamina never throws
-// either way; the knob only decides whether it may catch std::bad_alloc from the standard
-// library at a few allocation points (file-sized buffers) and turn it into an Error.
-#ifndef LAMINA_HAS_EXCEPTIONS
-#  if defined(__cpp_exceptions) || defined(__EXCEPTIONS) || defined(_CPPUNWIND)
-#    define LAMINA_HAS_EXCEPTIONS 1
-#  else
-#    define LAMINA_HAS_EXCEPTIONS 0
-#  endif
-#endif
-
 // LAMINA_THREADS: 1 to build the built-in thread pool (std::thread). With 0, the built-in
 // executor runs everything on the calling thread; a host may still plug in its own.
 #ifndef LAMINA_THREADS
 #  define LAMINA_THREADS 1
 #endif
 
-// LAMINA_CPU_DISPATCH: 1 when the program links lamina's per-instruction-set kernel files
+// LAMINA_CPU_DISPATCH: 1 when the program links lamina's compiled kernel files
 // (src/lamina_cpu_*.cpp; the CMake target lamina::lamina and the meson dependency add them and
-// set this), so one binary picks SSE2, AVX2 or AVX-512 kernels at run time. 0: the kernels are
-// compiled inline for the instruction set of the including file (its -march flags).
+// set this), so the SIMD kernels are compiled once per program. 0: lamina.hpp compiles them in
+// the including file. Either way every instruction set is there and one is picked at run time.
 #ifndef LAMINA_CPU_DISPATCH
 #  define LAMINA_CPU_DISPATCH 0
 #endif

@@ -51,13 +51,25 @@
 #include <utility>
 
 #if LAMINA_WINDOWS
+// <windows.h> without its min/max macros and rarely used parts; the two macros are the
+// including program's business afterwards, so they go again unless it had set them itself.
 #  ifndef WIN32_LEAN_AND_MEAN
 #    define WIN32_LEAN_AND_MEAN
+#    define LAMINA_DETAIL_UNDEF_LEAN_AND_MEAN
 #  endif
 #  ifndef NOMINMAX
 #    define NOMINMAX
+#    define LAMINA_DETAIL_UNDEF_NOMINMAX
 #  endif
 #  include <windows.h>
+#  ifdef LAMINA_DETAIL_UNDEF_LEAN_AND_MEAN
+#    undef WIN32_LEAN_AND_MEAN
+#    undef LAMINA_DETAIL_UNDEF_LEAN_AND_MEAN
+#  endif
+#  ifdef LAMINA_DETAIL_UNDEF_NOMINMAX
+#    undef NOMINMAX
+#    undef LAMINA_DETAIL_UNDEF_NOMINMAX
+#  endif
 #else
 #  include <cerrno>
 #  include <fcntl.h>

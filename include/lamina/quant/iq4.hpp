@@ -25,10 +25,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__clang__) && __clang_major__ >= 13
-#  pragma float_control(push)
-#  pragma clang fp contract(off)  // see rounding.hpp: exactness needs one rounding per operation
-#endif
+#include "exact_float_begin.inl"
 
 namespace lamina {
 namespace quant {
@@ -197,6 +194,4 @@ LAMINA_DETAIL_NO_FP_CONTRACT inline void quantize_block(const float* values, Blo
 }  // namespace quant
 }  // namespace lamina
 
-#if defined(__clang__) && __clang_major__ >= 13
-#  pragma float_control(pop)
-#endif
+#include "exact_float_end.inl"

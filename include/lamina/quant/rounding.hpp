@@ -15,6 +15,7 @@
 //     call per block, nothing next to the work of a scale search.
 //   - Clang contracts within one expression; each quant header switches that off for its own
 //     code (`#pragma clang fp contract(off)` between float_control push and pop).
+//   quant/exact_float_begin.inl and exact_float_end.inl do both for the code between them.
 //   - Dequantization needs neither: every product there (F16 scale times small integers) is
 //     exact in float, so a fused multiply-add rounds the same way.
 //   - 32-bit x86 without SSE (x87 arithmetic) is not exact: build with -msse2 -mfpmath=sse.
@@ -25,13 +26,7 @@
 #include <cstdint>
 #include <cstring>
 
-// Marks a function whose float arithmetic must not be contracted into FMAs (see above).
-// Internal to lamina's quant headers.
-#if defined(__GNUC__) && !defined(__clang__)
-#  define LAMINA_DETAIL_NO_FP_CONTRACT __attribute__((optimize("fp-contract=off")))
-#else
-#  define LAMINA_DETAIL_NO_FP_CONTRACT
-#endif
+#include "exact_float_begin.inl"  // LAMINA_DETAIL_NO_FP_CONTRACT, until exact_float_end.inl
 
 namespace lamina {
 namespace quant {
@@ -75,3 +70,5 @@ inline int clamp_int(int value, int lowest, int highest) {
 }  // namespace detail
 }  // namespace quant
 }  // namespace lamina
+
+#include "exact_float_end.inl"

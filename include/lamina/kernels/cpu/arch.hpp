@@ -131,3 +131,5 @@ inline bool cpu_supports(CpuArch arch) {
 }
 
 }  // namespace lamina
+
+#undef LAMINA_DETAIL_X86

@@ -72,14 +72,12 @@
 
 // Small helpers of the kernels' inner loops, inlined whatever the compiler's size heuristics
 // say (an out-of-line call that passes vectors through memory costs more than the helper).
-#ifndef LAMINA_CPU_INLINE
-#  if defined(__GNUC__) || defined(__clang__)
-#    define LAMINA_CPU_INLINE inline __attribute__((always_inline))
-#  elif defined(_MSC_VER)
-#    define LAMINA_CPU_INLINE __forceinline
-#  else
-#    define LAMINA_CPU_INLINE inline
-#  endif
+#if defined(__GNUC__) || defined(__clang__)
+#  define LAMINA_CPU_INLINE inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#  define LAMINA_CPU_INLINE __forceinline
+#else
+#  define LAMINA_CPU_INLINE inline
 #endif
 
 // GCC 12 reports the AVX-512 intrinsics' own _mm512_undefined_*() placeholders as
@@ -139,5 +137,6 @@ LAMINA_CPU_TABLE_LINKAGE const CpuKernels& kernel_table() {
 #  pragma GCC pop_options
 #endif
 
+#undef LAMINA_CPU_INLINE
 #undef LAMINA_CPU_NAMESPACE
 #undef LAMINA_CPU_TARGET

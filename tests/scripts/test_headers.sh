@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# tests/scripts/test_headers.sh — lamina's public headers as a program meets them.
+#
+#   - Each header compiles on its own (g++ -fsyntax-only with nothing before it), so it
+#     includes what it uses.
+#   - The macros the headers leave defined are exactly tests/scripts/macro_allowlist.txt:
+#     a program that includes every header, minus the macros of the system headers lamina
+#     includes, with g++ and clang++, with LAMINA_CPU_DISPATCH 0 and 1 and LAMINA_THREADS 0.
+#     Helpers such as LAMINA_CPU_INLINE must be #undef'd where they are used.
+#
+# usage: tests/scripts/test_headers.sh     prints one line per check, then "N passed, M failed"
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+passed=0
+failed=0
+jobs=${LAMINA_JOBS:-$(nproc 2>/dev/null || echo 2)}
+
+pass() { echo "ok   $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
+
+# The public headers: every .hpp but instantiate.hpp, which a file includes once per
+# instruction set after defining LAMINA_CPU_TARGET (kernels/cpu/dispatch.hpp does).
+(cd "$root/include" && find lamina -name '*.hpp' ! -name instantiate.hpp | sort) >"$work/headers"
+header_count=$(wc -l <"$work/headers")
+
+# --- each header alone ---------------------------------------------------------------------
+compile_alone() {  # HEADER (run in parallel; prints "ok HEADER" or the first error)
+  local header=$1 out
+  if out=$(printf '#include <%s>\n' "$header" | g++ -std=c++17 -fsyntax-only -Wall -Wextra -Wpedantic -Werror \
+             -I "$ROOT/include" -x c++ - 2>&1); then
+    echo "ok $header"
+  else
+    echo "FAIL $header $(echo "$out" | grep -m1 -E 'error|warning')"
+  fi
+}
+export -f compile_alone
+export ROOT=$root
+xargs -P "$jobs" -I{} bash -c 'compile_alone {}' <"$work/headers" >"$work/alone"
+alone_failures=$(grep -c '^FAIL' "$work/alone" || true)
+if [ "$alone_failures" -eq 0 ]; then
+  pass "each of the $header_count public headers compiles on its own (g++ -fsyntax-only)"
+else
+  fail "headers that do not compile alone" "$(grep '^FAIL' "$work/alone" | head -5 | tr '\n' ';')"
+fi
+
+# --- the macros they leave -----------------------------------------------------------------
+sed 's|.*|#include <&>|' "$work/headers" >"$work/all.cpp"
+# The system headers lamina includes (those this machine has: <windows.h> is not here).
+grep -rhoE '^#\s*include\s*<[^>]+>' "$root/include/lamina" | sed -E 's/#\s*include\s*/#include /' | sort -u |
+  while read -r line; do
+    echo "$line" | g++ -std=c++17 -x c++ -E - >/dev/null 2>&1 && echo "$line"
+  done >"$work/system.cpp"
+grep -v '^#' "$root/tests/scripts/macro_allowlist.txt" | grep . | sort >"$work/allowed"
+
+macro_names() { awk '{ print $2 }' | sed 's/(.*//' | sort -u; }
+
+for compiler in g++ clang++; do
+  command -v "$compiler" >/dev/null 2>&1 || { fail "$compiler" "not installed"; continue; }
+  "$compiler" -std=c++17 -dM -E "$work/system.cpp" | macro_names >"$work/system-macros"
+  for knobs in "" "-DLAMINA_CPU_DISPATCH=1" "-DLAMINA_THREADS=0"; do
+    name="$compiler ${knobs:-(defaults)}"
+    # shellcheck disable=SC2086  # $knobs is zero or one flag
+    if ! "$compiler" -std=c++17 $knobs -I "$root/include" -dM -E "$work/all.cpp" 2>"$work/err" | macro_names >"$work/macros"; then
+      fail "$name" "does not preprocess: $(head -c 300 "$work/err")"
+      continue
+    fi
+    comm -23 "$work/macros" "$work/system-macros" >"$work/left"
+    extra=$(comm -23 "$work/left" "$work/allowed" | tr '\n' ' ')
+    missing=$(comm -13 "$work/left" "$work/allowed" | tr '\n' ' ')
+    if [ -n "$extra" ] || [ -n "$missing" ]; then
+      fail "$name" "macros not in the allow-list: ${extra:-none}; listed but not defined: ${missing:-none}"
+    else
+      pass "$name: the headers leave exactly the $(wc -l <"$work/allowed") allowed macros"
+    fi
+  done
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
