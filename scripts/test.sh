@@ -6,6 +6,7 @@
 #   install-scripts           tests/scripts/test_install_deps.sh: install-deps.sh against stand-in apt tools
 #   arch-symbols              tests/scripts/test_arch_symbols.sh: each instruction set's kernels keep to their namespace (nm)
 #   headers                   tests/scripts/test_headers.sh: each public header compiles alone; the macros they leave
+#   include-graph             tests/scripts/test_include_graph.sh: folders include each other one way only
 #   gcc-cxx17-release         g++, C++17, Release (-O2)                          build/gcc-cxx17-release
 #   clang-cxx20-asan          clang++, C++20, -O1, AddressSanitizer + UBSan      build/clang-cxx20-asan
 #   gcc-cxx20-noexcept        g++, C++20, Release, -fno-exceptions               build/gcc-cxx20-noexcept
@@ -30,7 +31,7 @@ set -uo pipefail  # no -e here: a failed step must not stop the others; each ste
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
 
-all_steps=(deps install-scripts arch-symbols headers gcc-cxx17-release clang-cxx20-asan gcc-cxx20-noexcept
+all_steps=(deps install-scripts arch-symbols headers include-graph gcc-cxx17-release clang-cxx20-asan gcc-cxx20-noexcept
            package-find-package package-add-subdirectory package-fetchcontent
            meson meson-subproject fuzz check-logits check-tokenize check-lora cli-errors)
 if [ "${1:-}" = "--list" ]; then
@@ -120,6 +121,10 @@ step_arch_symbols() {
 
 step_headers() {
   bash tests/scripts/test_headers.sh
+}
+
+step_include_graph() {
+  bash tests/scripts/test_include_graph.sh
 }
 
 step_gcc_cxx17_release() {

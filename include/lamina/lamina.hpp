@@ -21,24 +21,28 @@
 #include "core/file_io.hpp"
 #include "core/half.hpp"
 #include "core/mapped_file.hpp"
+#include "core/random.hpp"
 #include "core/result.hpp"
 #include "core/tensor.hpp"
 
 #include "io/gguf.hpp"
 
 #include "kernels/cpu/arch.hpp"
+#include "kernels/cpu/dispatch.hpp"
 #include "kernels/cpu/kernels.hpp"
 #include "kernels/cpu/matmul.hpp"
 #include "kernels/reference.hpp"
 
 #include "quant/quant.hpp"
 
-#include "adapters/lora.hpp"
-#include "adapters/lora_load.hpp"
-
 #include "model/hparams.hpp"
 #include "model/kv_cache.hpp"
 #include "model/llama.hpp"
+#include "model/model.hpp"
+#include "model/projection.hpp"
+
+#include "adapters/lora.hpp"
+#include "adapters/lora_load.hpp"
 
 #include "text/sampler.hpp"
 #include "text/tokenizer.hpp"

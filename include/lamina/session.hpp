@@ -1,4 +1,5 @@
-// lamina/session.hpp — the high-level API: a shared, immutable Model and the Sessions that use it.
+// lamina/session.hpp — the high-level API: the Sessions that run a shared, immutable Model
+// (model/model.hpp), and generate().
 //
 //   auto model = lamina::Model::load("model.gguf");            // Result<std::shared_ptr<const Model>>
 //   if (!model) return report(model.error());
@@ -23,6 +24,7 @@
 #include "model/hparams.hpp"
 #include "model/kv_cache.hpp"
 #include "model/llama.hpp"
+#include "model/model.hpp"
 #include "text/sampler.hpp"
 #include "text/tokenizer.hpp"
 
@@ -58,56 +60,6 @@ inline std::string describe_estimated_bytes(double bytes) {
 }
 }  // namespace detail
 
-struct ModelParams {
-  bool load_tokenizer = true;  // false for files without tokenizer metadata; encode/decode are then unavailable
-};
-
-class Model {
- public:
-  // Maps `path` and binds its weights in place. Errors name the file and the tensor or key.
-  static Result<std::shared_ptr<const Model>> load(const std::string& path, const ModelParams& params = {}) {
-    Result<gguf::File> file = gguf::File::open(path);
-    if (!file) return file.take_error();
-    return from_file(std::move(*file), params);
-  }
-
-  static Result<std::shared_ptr<const Model>> from_file(gguf::File file, const ModelParams& params = {}) {
-    std::shared_ptr<Model> model(new Model());
-    model->file_ = std::move(file);
-    Result<ModelHparams> hparams = read_hparams(model->file_);
-    if (!hparams) return hparams.take_error();
-    model->hparams_ = std::move(*hparams);
-    Result<ModelWeights> weights = bind_weights(model->file_, model->hparams_);
-    if (!weights) return weights.take_error();
-    model->weights_ = std::move(*weights);
-    if (params.load_tokenizer) {
-      Result<Tokenizer> tokenizer = Tokenizer::from_gguf(model->file_);
-      if (!tokenizer) return tokenizer.take_error();
-      if (tokenizer->vocab_size() != model->hparams_.vocab_size) {
-        return fail(ErrorCode::invalid_format, model->file_.name() + ": the tokenizer has " +
-                                                   std::to_string(tokenizer->vocab_size()) + " tokens, token_embd.weight " +
-                                                   std::to_string(model->hparams_.vocab_size) + " rows");
-      }
-      model->tokenizer_ = std::make_shared<const Tokenizer>(std::move(*tokenizer));
-    }
-    return std::shared_ptr<const Model>(std::move(model));
-  }
-
-  const gguf::File& file() const { return file_; }
-  const ModelHparams& hparams() const { return hparams_; }
-  const ModelWeights& weights() const { return weights_; }
-  bool has_tokenizer() const { return tokenizer_ != nullptr; }
-  // Precondition: has_tokenizer().
-  const Tokenizer& tokenizer() const { return *tokenizer_; }
-
- private:
-  Model() = default;
-  gguf::File file_;
-  ModelHparams hparams_;
-  ModelWeights weights_;
-  std::shared_ptr<const Tokenizer> tokenizer_;
-};
-
 struct SessionParams {
   std::uint32_t context_length = 0;   // KV cells shared by all sequences; 0: the model's training context
   std::uint32_t batch_size = 512;     // most tokens per forward pass; longer inputs are split
@@ -126,12 +78,6 @@ struct SessionParams {
 
 // The longest context a session can have (KV cells are counted in 32 bits with room to spare).
 inline constexpr std::uint32_t max_session_context_length = 1u << 24;
-
-// Reads a LoRA adapter in llama.cpp's GGUF format and checks it against `model`. (PEFT
-// directories: lamina::peft::load_adapter in <lamina/adapters/peft.hpp>.)
-inline Result<std::shared_ptr<const LoraAdapter>> load_gguf_adapter(const Model& model, const std::string& path) {
-  return load_gguf_adapter(path, model.hparams(), model.weights());
-}
 
 class Session {
  public:

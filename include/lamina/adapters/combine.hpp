@@ -56,7 +56,7 @@
 //     model, w_i s_i B_i A_i, like cat does; set svd_scaling_twice_like_peft to reproduce PEFT.
 //   - the combined variants ties_svd, dare_linear_svd, dare_ties_svd, magnitude_prune_svd are not
 //     offered: they prune the full [out, in] deltas, which this module never forms.
-//   - dare draws its masks from lamina's seeded xoshiro256** (text/sampler.hpp), not PyTorch's
+//   - dare draws its masks from lamina's seeded xoshiro256** (core/random.hpp), not PyTorch's
 //     generator: a seed gives the same masks on every compiler and CPU, but not PyTorch's masks.
 //     Draw order: the A tensors of the inputs in order (row-major), then the B tensors. Use a
 //     different seed per module (e.g. seed + module index) if masks should not repeat across modules.
@@ -73,7 +73,7 @@
 #pragma once
 
 #include "../core/result.hpp"
-#include "../text/sampler.hpp"  // detail::Xoshiro256, detail::format_float
+#include "../core/random.hpp"  // detail::Xoshiro256
 #include "linalg.hpp"
 
 #include <algorithm>

@@ -31,6 +31,7 @@
 #include "../kernels/cpu/matmul.hpp"
 #include "../model/hparams.hpp"
 #include "../model/kv_cache.hpp"
+#include "../model/projection.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -42,47 +43,6 @@
 #include <vector>
 
 namespace lamina {
-
-// The matrices of a layer an adapter can change, in the order of the forward pass.
-enum class Projection : std::uint8_t { query, key, value, attention_output, ffn_gate, ffn_up, ffn_down };
-inline constexpr std::size_t projection_count = 7;
-
-inline Projection projection_at(std::size_t index) { return static_cast<Projection>(index); }
-
-// The GGUF tensor name inside a layer (blk.N.<name>.weight).
-inline const char* projection_gguf_name(Projection projection) {
-  static const char* const names[projection_count] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
-  return names[static_cast<std::size_t>(projection)];
-}
-
-// The Hugging Face module name inside a decoder layer (model.layers.N.<name>), Llama and Qwen2.
-inline const char* projection_hf_name(Projection projection) {
-  static const char* const names[projection_count] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                                      "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
-                                                      "mlp.down_proj"};
-  return names[static_cast<std::size_t>(projection)];
-}
-
-// [rows, columns] of a projection's weight: rows = outputs, columns = inputs.
-inline std::uint32_t projection_rows(const ModelHparams& hparams, Projection projection) {
-  switch (projection) {
-    case Projection::query: return hparams.query_width();
-    case Projection::key:
-    case Projection::value: return hparams.kv_width();
-    case Projection::attention_output:
-    case Projection::ffn_down: return hparams.embedding_length;
-    case Projection::ffn_gate:
-    case Projection::ffn_up: return hparams.feed_forward_length;
-  }
-  return 0;
-}
-inline std::uint32_t projection_columns(const ModelHparams& hparams, Projection projection) {
-  switch (projection) {
-    case Projection::attention_output: return hparams.query_width();
-    case Projection::ffn_down: return hparams.feed_forward_length;
-    default: return hparams.embedding_length;
-  }
-}
 
 // One adapted matrix: delta W = scaling * B A.
 struct LoraModule {
@@ -214,7 +174,7 @@ inline bool stack_is_active(const AdapterStack& stack) {
 // The adapter stacks of one forward pass: the batch's tokens grouped by the stack of their
 // sequence, and the scratch the small products need. Sized once per session; grouping a batch
 // allocates nothing.
-class LoraBatch {
+class LoraBatch final : public ProjectionHook {
  public:
   LoraBatch() = default;
   // `max_tokens`: batch size; `max_rank`: the largest adapter rank the session accepts;
@@ -277,7 +237,7 @@ class LoraBatch {
   // (the adapters' bytes are read by the same threads in the same sweep). Otherwise, and for
   // DoRA: the base product, then apply().
   void project(Executor& executor, const cpu::CpuKernels& kernels, cpu::MatmulWorkspace& workspace, std::uint32_t layer,
-               Projection projection, const TensorView& weight, const float* x, float* y, std::size_t token_count) {
+               Projection projection, const TensorView& weight, const float* x, float* y, std::size_t token_count) override {
     const std::size_t in = static_cast<std::size_t>(weight.row_length()), out = static_cast<std::size_t>(weight.row_count());
     if (!changes(layer, projection)) {
       cpu::matmul(executor, kernels, weight, x, y, token_count, workspace);

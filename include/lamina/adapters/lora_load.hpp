@@ -13,6 +13,7 @@
 #include "../kernels/reference.hpp"
 #include "../model/hparams.hpp"
 #include "../model/llama.hpp"
+#include "../model/model.hpp"
 #include "../quant/quant.hpp"
 #include "lora.hpp"
 
@@ -340,6 +341,12 @@ inline Result<std::shared_ptr<const LoraAdapter>> load_gguf_adapter(const std::s
   Result<gguf::File> file = gguf::File::open(path);
   if (!file) return file.take_error();
   return load_gguf_adapter(*file, hparams, weights);
+}
+
+// Reads a LoRA adapter in llama.cpp's GGUF format and checks it against `model`. (PEFT
+// directories: lamina::peft::load_adapter in <lamina/adapters/peft.hpp>.)
+inline Result<std::shared_ptr<const LoraAdapter>> load_gguf_adapter(const Model& model, const std::string& path) {
+  return load_gguf_adapter(path, model.hparams(), model.weights());
 }
 
 // --- merging -------------------------------------------------------------------------------

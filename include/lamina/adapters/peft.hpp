@@ -17,7 +17,7 @@
 
 #include "../io/peft_config.hpp"
 #include "../io/safetensors.hpp"
-#include "../session.hpp"
+#include "../model/model.hpp"
 #include "lora_load.hpp"
 
 #include <cmath>

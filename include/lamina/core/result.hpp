@@ -12,6 +12,7 @@
 #include "../config.hpp"
 
 #include <cstddef>
+#include <cstdio>
 #include <new>
 #include <string>
 #include <type_traits>
@@ -152,6 +153,13 @@ inline std::string quote_for_message(const std::string& text) {
   if (shown < text.size()) out += "...";
   out += "'";
   return out;
+}
+
+// A float in a message, as printf's %g writes it ("0.5", "1e+30", "nan").
+inline std::string format_float(float value) {
+  char text[48];
+  std::snprintf(text, sizeof text, "%g", static_cast<double>(value));
+  return text;
 }
 
 }  // namespace detail

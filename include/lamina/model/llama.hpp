@@ -17,7 +17,6 @@
 // norm vectors and biases, which are converted to float once at load.
 #pragma once
 
-#include "../adapters/lora.hpp"
 #include "../core/executor.hpp"
 #include "../core/result.hpp"
 #include "../core/tensor.hpp"
@@ -28,6 +27,7 @@
 #include "../text/token.hpp"
 #include "hparams.hpp"
 #include "kv_cache.hpp"
+#include "projection.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -378,11 +378,11 @@ inline void find_visible_cells(const Batch& batch, const KvCache& cache, Forward
 // tokens flagged in batch.want_logits land in buffers.logits, one row of vocab floats each, in
 // batch order. `kernels` chooses the instruction set (cpu::cpu_kernels()).
 //
-// `lora`, when not null, holds the batch's tokens grouped by adapter stack (LoraBatch::group);
-// each projection's output then gets the changes of its group's adapters.
+// `projections`, when not null, does every matrix product of the layers instead (LoRA's
+// LoraBatch adds each group of tokens' adapter changes; see model/projection.hpp).
 inline Result<void> forward(const ModelHparams& hparams, const ModelWeights& weights, const Batch& batch, KvCache& cache,
                             ForwardBuffers& buffers, Executor& executor, std::uint32_t sequence_count,
-                            const cpu::CpuKernels& kernels, LoraBatch* lora = nullptr) {
+                            const cpu::CpuKernels& kernels, ProjectionHook* projections = nullptr) {
   LAMINA_TRY(validate_batch(hparams, batch, buffers, sequence_count));
   const std::size_t n_tokens = batch.size();
   const std::size_t embedding = hparams.embedding_length;
@@ -397,7 +397,7 @@ inline Result<void> forward(const ModelHparams& hparams, const ModelWeights& wei
   cpu::MatmulWorkspace& workspace = buffers.workspace;
   // y [n_tokens, out] = x [n_tokens, in] · Wᵀ, plus the adapters' changes.
   auto project = [&](std::uint32_t layer_index, Projection projection, const TensorView& weight, const float* input, float* output) {
-    if (lora != nullptr) lora->project(executor, kernels, workspace, layer_index, projection, weight, input, output, n_tokens);
+    if (projections != nullptr) projections->project(executor, kernels, workspace, layer_index, projection, weight, input, output, n_tokens);
     else cpu::matmul(executor, kernels, weight, input, output, n_tokens, workspace);
   };
 

@@ -1,0 +1,72 @@
+// lamina/model/model.hpp — a loaded model: the GGUF file (memory-mapped), its hyperparameters,
+// its weights bound in place, and its tokenizer.
+//
+//   auto model = lamina::Model::load("model.gguf");   // Result<std::shared_ptr<const Model>>
+//
+// A Model is never modified after loading: any number of sessions (session.hpp) on any threads
+// share one model and one memory mapping, and adapters (adapters/) are loaded against it.
+#pragma once
+
+#include "../core/result.hpp"
+#include "../io/gguf.hpp"
+#include "../text/tokenizer.hpp"
+#include "hparams.hpp"
+#include "llama.hpp"
+
+#include <memory>
+#include <string>
+#include <utility>
+
+namespace lamina {
+
+struct ModelParams {
+  bool load_tokenizer = true;  // false for files without tokenizer metadata; encode/decode are then unavailable
+};
+
+class Model {
+ public:
+  // Maps `path` and binds its weights in place. Errors name the file and the tensor or key.
+  static Result<std::shared_ptr<const Model>> load(const std::string& path, const ModelParams& params = {}) {
+    Result<gguf::File> file = gguf::File::open(path);
+    if (!file) return file.take_error();
+    return from_file(std::move(*file), params);
+  }
+
+  static Result<std::shared_ptr<const Model>> from_file(gguf::File file, const ModelParams& params = {}) {
+    std::shared_ptr<Model> model(new Model());
+    model->file_ = std::move(file);
+    Result<ModelHparams> hparams = read_hparams(model->file_);
+    if (!hparams) return hparams.take_error();
+    model->hparams_ = std::move(*hparams);
+    Result<ModelWeights> weights = bind_weights(model->file_, model->hparams_);
+    if (!weights) return weights.take_error();
+    model->weights_ = std::move(*weights);
+    if (params.load_tokenizer) {
+      Result<Tokenizer> tokenizer = Tokenizer::from_gguf(model->file_);
+      if (!tokenizer) return tokenizer.take_error();
+      if (tokenizer->vocab_size() != model->hparams_.vocab_size) {
+        return fail(ErrorCode::invalid_format, model->file_.name() + ": the tokenizer has " +
+                                                   std::to_string(tokenizer->vocab_size()) + " tokens, token_embd.weight " +
+                                                   std::to_string(model->hparams_.vocab_size) + " rows");
+      }
+      model->tokenizer_ = std::make_shared<const Tokenizer>(std::move(*tokenizer));
+    }
+    return std::shared_ptr<const Model>(std::move(model));
+  }
+
+  const gguf::File& file() const { return file_; }
+  const ModelHparams& hparams() const { return hparams_; }
+  const ModelWeights& weights() const { return weights_; }
+  bool has_tokenizer() const { return tokenizer_ != nullptr; }
+  // Precondition: has_tokenizer().
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+
+ private:
+  Model() = default;
+  gguf::File file_;
+  ModelHparams hparams_;
+  ModelWeights weights_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+};
+
+}  // namespace lamina

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# tests/scripts/test_include_graph.sh — lamina's folders include each other one way only.
+#
+# The order (lowest first; a file may include its own folder and any lower one):
+#   0 config.hpp
+#   1 core/
+#   2 io/  quant/  text/      (side by side: none includes another; text/ needs only core/ and io/)
+#   3 kernels/
+#   4 model/
+#   5 adapters/
+#   6 session.hpp
+#   7 lamina.hpp  tools/
+# text/ and io/ are one level, but text/ may read GGUF (io/), not the other way round.
+# Every `#include "..."` of every file under include/lamina is checked; an edge to a higher
+# folder, or between io/ and quant/ or from quant/ or io/ to text/, fails.
+#
+# usage: tests/scripts/test_include_graph.sh     prints the edges it refuses, then "N passed, M failed"
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root/include/lamina" || exit 1
+
+level_of() {  # PATH relative to include/lamina -> level and group
+  case $1 in
+    config.hpp) echo "0 config" ;;
+    core/*) echo "1 core" ;;
+    io/*) echo "2 io" ;;
+    quant/*) echo "2 quant" ;;
+    text/*) echo "2 text" ;;
+    kernels/*) echo "3 kernels" ;;
+    model/*) echo "4 model" ;;
+    adapters/*) echo "5 adapters" ;;
+    session.hpp) echo "6 session" ;;
+    lamina.hpp | tools/*) echo "7 top" ;;
+    *) echo "? unknown" ;;
+  esac
+}
+
+edges=0
+refused=()
+while IFS= read -r file; do
+  read -r from_level from_group <<<"$(level_of "$file")"
+  directory=$(dirname "$file")
+  while IFS= read -r included; do
+    [ -n "$included" ] || continue
+    target=$(realpath -m --relative-to=. "$directory/$included")
+    read -r to_level to_group <<<"$(level_of "$target")"
+    edges=$((edges + 1))
+    if [ "$from_level" = "?" ] || [ "$to_level" = "?" ]; then
+      refused+=("$file -> $target: a folder the order does not name")
+    elif [ "$to_level" -gt "$from_level" ]; then
+      refused+=("$file -> $target: $from_group includes the higher $to_group")
+    elif [ "$to_level" -eq "$from_level" ] && [ "$to_group" != "$from_group" ] &&
+         ! { [ "$from_group" = text ] && [ "$to_group" = io ]; }; then
+      refused+=("$file -> $target: $from_group and $to_group are side by side")
+    fi
+  done < <(grep -oE '^[[:space:]]*#[[:space:]]*include[[:space:]]*"[^"]+"' "$file" | sed -E 's/.*"(.*)"/\1/')
+done < <(find . \( -name '*.hpp' -o -name '*.inl' \) | sed 's|^\./||' | sort)
+
+if [ ${#refused[@]} -eq 0 ]; then
+  echo "ok   $edges include edges between lamina's files, all downward or within a folder"
+  echo "1 passed, 0 failed"
+  exit 0
+fi
+printf 'FAIL %s\n' "${refused[@]}"
+echo "0 passed, 1 failed"
+exit 1
