@@ -35,6 +35,38 @@
 #  define LAMINA_CPU_DISPATCH 0
 #endif
 
+// The ABI namespace. lamina's names live in an inline namespace of lamina named after the
+// version and the knobs that change code or class layouts: lamina::abi_v0_1_0_a1_t1_d0::Session
+// for version 0.1.0 with LAMINA_ENABLE_ASSERTS 1, LAMINA_THREADS 1, LAMINA_CPU_DISPATCH 0.
+// Programs still write lamina::Session. Two files compiled with different knobs then use
+// different names, so a program that passes lamina's objects from one to the other fails to
+// link instead of mixing two layouts or two bodies of one inline function. Keep the knobs the
+// same in every file of a program, lamina's kernel files (src/lamina_cpu_*.cpp) included.
+// LAMINA_NAMESPACE_BEGIN / LAMINA_NAMESPACE_END open and close it in lamina's headers.
+#if LAMINA_ENABLE_ASSERTS && LAMINA_THREADS && LAMINA_CPU_DISPATCH
+#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a1_t1_d1
+#elif LAMINA_ENABLE_ASSERTS && LAMINA_THREADS
+#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a1_t1_d0
+#elif LAMINA_ENABLE_ASSERTS && LAMINA_CPU_DISPATCH
+#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a1_t0_d1
+#elif LAMINA_ENABLE_ASSERTS
+#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a1_t0_d0
+#elif LAMINA_THREADS && LAMINA_CPU_DISPATCH
+#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a0_t1_d1
+#elif LAMINA_THREADS
+#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a0_t1_d0
+#elif LAMINA_CPU_DISPATCH
+#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a0_t0_d1
+#else
+#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a0_t0_d0
+#endif
+#define LAMINA_NAMESPACE_BEGIN \
+  namespace lamina {           \
+  inline namespace LAMINA_ABI_NAMESPACE {
+#define LAMINA_NAMESPACE_END \
+  }                          \
+  }
+
 // LAMINA_WINDOWS: 1 when compiling for Windows (memory mapping through CreateFileMapping).
 #ifndef LAMINA_WINDOWS
 #  if defined(_WIN32)

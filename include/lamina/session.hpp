@@ -15,6 +15,7 @@
 // only the work it was asked for, so a game can advance generation a few tokens per frame.
 #pragma once
 
+#include "config.hpp"
 #include "adapters/lora.hpp"
 #include "adapters/lora_load.hpp"
 #include "core/executor.hpp"
@@ -39,7 +40,7 @@
 #include <utility>
 #include <vector>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 
 namespace detail {
 // True when none of `count` floats is NaN or infinite. Reads the exponent bits, so the loop
@@ -506,4 +507,4 @@ inline Result<GenerationResult> generate(Session& session, std::string_view prom
   return generate(session, *tokens, options, on_text);
 }
 
-}  // namespace lamina
+LAMINA_NAMESPACE_END

@@ -27,6 +27,8 @@ fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
 # Symbols every C++ object with exception tables may define: the personality routine's
 # reference, a hidden weak data symbol that only points at the one in the C++ runtime.
 allowed='^DW\.ref\.__gxx_personality_v0$'
+# The ABI namespace's part of a mangled name: its length and name, abi_v0_1_0_a1_t1_d1 and the like.
+abi='[0-9]+abi_v[0-9_]+_a[01]_t[01]_d[01]'
 
 for compiler in g++ clang++; do
   if ! command -v "$compiler" >/dev/null 2>&1; then
@@ -43,14 +45,15 @@ for compiler in g++ clang++; do
         continue
       fi
       # Defined symbols of types T/W/V/u/B/D/R/i (lowercase: local), by their mangled names:
-      # _ZN6lamina3cpu4avx2... (K: a const member; each Z: an entity local to a function, such as
-      # a lambda in a lambda; GV: a static's guard).
+      # _ZN6lamina19abi_v0_1_0_a1_t1_d13cpu4avx2... (the ABI namespace of config.hpp; K: a const
+      # member; each Z: an entity local to a function, such as a lambda in a lambda; GV: a
+      # static's guard).
       external=$(nm --defined-only "$object" | awk '$2 ~ /^[TWVuBDRi]$/ { print $3 }')
       count=$(echo "$external" | grep -c . || true)
-      outside=$(echo "$external" | grep -Ev "^_Z(GV)?Z*NK?6lamina3cpu${#set}$set" | grep -Ev "$allowed" | c++filt || true)
+      outside=$(echo "$external" | grep -Ev "^_Z(GV)?Z*NK?6lamina${abi}3cpu${#set}$set" | grep -Ev "$allowed" | c++filt || true)
       if [ -n "$outside" ]; then
         fail "$name" "defines symbols outside lamina::cpu::$set:: $(echo "$outside" | head -5 | tr '\n' ';')"
-      elif ! grep -qx "_ZN6lamina3cpu${#set}${set}12kernel_tableEv" <<<"$external"; then  # no pipe: grep -q would cut it
+      elif ! grep -Eqx "_ZN6lamina${abi}3cpu${#set}${set}12kernel_tableEv" <<<"$external"; then  # no pipe: grep -q would cut it
         fail "$name" "defines no lamina::cpu::$set::kernel_table()"
       else
         pass "$name: $count external symbols, all in lamina::cpu::$set::"

@@ -7,6 +7,9 @@
 #     a program that includes every header, minus the macros of the system headers lamina
 #     includes, with g++ and clang++, with LAMINA_CPU_DISPATCH 0 and 1 and LAMINA_THREADS 0.
 #     Helpers such as LAMINA_CPU_INLINE must be #undef'd where they are used.
+#   - Two files compiled with different knobs (LAMINA_ENABLE_ASSERTS, LAMINA_THREADS,
+#     LAMINA_CPU_DISPATCH) that pass a lamina object between them fail to link (the ABI
+#     namespace of config.hpp), and link when the knobs agree.
 #
 # usage: tests/scripts/test_headers.sh     prints one line per check, then "N passed, M failed"
 set -uo pipefail
@@ -76,6 +79,40 @@ for compiler in g++ clang++; do
       pass "$name: the headers leave exactly the $(wc -l <"$work/allowed") allowed macros"
     fi
   done
+done
+
+# --- knobs select the ABI namespace ---------------------------------------------------------
+# Its name carries the version: every abi_v... in config.hpp is abi_vMAJOR_MINOR_PATCH_.
+version=$(grep -E '^#define LAMINA_VERSION_(MAJOR|MINOR|PATCH) ' "$root/include/lamina/config.hpp" | awk '{ print $3 }' | paste -sd_)
+stale=$(grep -oE 'abi_v[0-9]+_[0-9]+_[0-9]+_' "$root/include/lamina/config.hpp" | grep -v "^abi_v${version}_" | sort -u | tr '\n' ' ')
+if [ -z "$stale" ]; then pass "the ABI namespace names the version, $version"; else fail "ABI namespace" "names $stale but the version is $version"; fi
+
+cat >"$work/define.cpp" <<'CPP'
+#include <lamina/core/result.hpp>
+#include <string>
+std::string describe(const lamina::Error& error) { return error.message; }
+CPP
+cat >"$work/use.cpp" <<'CPP'
+#include <lamina/core/result.hpp>
+#include <string>
+std::string describe(const lamina::Error& error);
+int main() { return describe(lamina::Error{lamina::ErrorCode::invalid_argument, "x"}) == "x" ? 0 : 1; }
+CPP
+link_pair() {  # KNOBS_OF_DEFINE KNOBS_OF_USE -> status of compiling and linking the two files
+  # shellcheck disable=SC2086  # each is zero or one flag
+  g++ -std=c++17 -I "$root/include" $1 -c "$work/define.cpp" -o "$work/define.o" &&
+    g++ -std=c++17 -I "$root/include" $2 -c "$work/use.cpp" -o "$work/use.o" &&
+    g++ "$work/define.o" "$work/use.o" -o "$work/pair" 2>"$work/link-err" && "$work/pair"
+}
+if link_pair "" ""; then pass "two files with the same knobs link"; else fail "same knobs" "do not link: $(head -c 300 "$work/link-err")"; fi
+for knob in LAMINA_ENABLE_ASSERTS=0 LAMINA_THREADS=0 LAMINA_CPU_DISPATCH=1; do
+  if link_pair "-D$knob" "" 2>/dev/null; then
+    fail "$knob in one file only" "the two files linked"
+  elif grep -q "undefined reference" "$work/link-err"; then
+    pass "$knob in one file only: the program does not link ($(grep -om1 'abi_v[0-9a-z_]*' "$work/link-err"))"
+  else
+    fail "$knob in one file only" "failed, but not at the link: $(head -c 300 "$work/link-err")"
+  fi
 done
 
 echo "$passed passed, $failed failed"

@@ -72,6 +72,7 @@
 // 32 (out + in) R bytes, 160 MiB at out = in = 8192, R = 320.
 #pragma once
 
+#include "../config.hpp"
 #include "../core/result.hpp"
 #include "../core/random.hpp"  // detail::Xoshiro256
 #include "linalg.hpp"
@@ -87,7 +88,7 @@
 #include <string_view>
 #include <vector>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 namespace lora {
 
 // The two factors of one LoRA module. delta = scaling * b a, [out, in].
@@ -476,4 +477,4 @@ inline Result<LowRankFactors> combine(const std::vector<CombineInput>& inputs, c
 }
 
 }  // namespace lora
-}  // namespace lamina
+LAMINA_NAMESPACE_END

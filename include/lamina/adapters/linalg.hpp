@@ -25,7 +25,7 @@
 #include <numeric>
 #include <vector>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 namespace lora {
 namespace detail {
 
@@ -255,4 +255,4 @@ inline SmallSvd jacobi_svd(const DenseMatrix& matrix) {
 
 }  // namespace detail
 }  // namespace lora
-}  // namespace lamina
+LAMINA_NAMESPACE_END

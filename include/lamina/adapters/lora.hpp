@@ -23,6 +23,7 @@
 // The results of a token do not depend on the other groups of its batch.
 #pragma once
 
+#include "../config.hpp"
 #include "../core/executor.hpp"
 #include "../core/half.hpp"
 #include "../core/result.hpp"
@@ -42,7 +43,7 @@
 #include <utility>
 #include <vector>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 
 // One adapted matrix: delta W = scaling * B A.
 struct LoraModule {
@@ -399,4 +400,4 @@ class LoraBatch final : public ProjectionHook {
   std::size_t fused_out_ = 0;
 };
 
-}  // namespace lamina
+LAMINA_NAMESPACE_END

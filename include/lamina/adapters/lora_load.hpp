@@ -7,6 +7,7 @@
 // adapter that loads can be applied without further checks.
 #pragma once
 
+#include "../config.hpp"
 #include "../core/executor.hpp"
 #include "../core/result.hpp"
 #include "../io/gguf.hpp"
@@ -26,7 +27,7 @@
 #include <utility>
 #include <vector>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 
 // One matrix of an adapter as read from a file, before checking: delta W = scaling * B A.
 struct LoraFactors {
@@ -444,4 +445,4 @@ inline Result<std::unique_ptr<MergedWeights>> merge_weights(Executor& executor, 
   return merged;
 }
 
-}  // namespace lamina
+LAMINA_NAMESPACE_END

@@ -15,6 +15,7 @@
 // target_modules and layers_to_transform follow PEFT's rules (io/peft_config.hpp).
 #pragma once
 
+#include "../config.hpp"
 #include "../io/peft_config.hpp"
 #include "../io/safetensors.hpp"
 #include "../model/model.hpp"
@@ -30,7 +31,7 @@
 #include <utility>
 #include <vector>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 namespace peft {
 
 namespace detail {
@@ -244,4 +245,4 @@ inline Result<std::shared_ptr<const LoraAdapter>> load_adapter(const Model& mode
 }
 
 }  // namespace peft
-}  // namespace lamina
+LAMINA_NAMESPACE_END

@@ -5,10 +5,12 @@
 // float types are "blocks" of one value.
 #pragma once
 
+#include "../config.hpp"
+
 #include <cstddef>
 #include <cstdint>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 
 enum class DType : std::uint32_t {
   f32 = 0,
@@ -115,4 +117,4 @@ inline std::uint64_t row_bytes(DType type, std::uint64_t row_length) {
   return row_length / traits.block_size * traits.block_bytes;
 }
 
-}  // namespace lamina
+LAMINA_NAMESPACE_END

@@ -29,7 +29,7 @@
 #  include <vector>
 #endif
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 
 // A non-owning reference to a callable `void(std::size_t task_index)`. Cheap to copy; the
 // callable must outlive the call it is passed to.
@@ -209,4 +209,4 @@ class ThreadPool final : public Executor {
 
 #endif
 
-}  // namespace lamina
+LAMINA_NAMESPACE_END

@@ -38,6 +38,7 @@
 //   LAMINA_TRY(out->commit());   // destroyed without commit(): the temporary is removed
 #pragma once
 
+#include "../config.hpp"
 #include "result.hpp"
 
 #include <atomic>
@@ -78,7 +79,7 @@
 #  include <unistd.h>
 #endif
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 
 // The whole of the regular file `path`, refused without reading when it is larger than
 // `max_bytes` (a reader's cap: a tokenizer input, a JSON config), and when it grows past
@@ -556,4 +557,4 @@ inline Error OutputFile::give_up(const std::string& what, const std::string& rea
   return fail(ErrorCode::io, path_ + ": " + what + ": " + reason);
 }
 
-}  // namespace lamina
+LAMINA_NAMESPACE_END

@@ -5,11 +5,13 @@
 // Everything is plain integer arithmetic so results are the same on every compiler and CPU.
 #pragma once
 
+#include "../config.hpp"
+
 #include <cstdint>
 #include <cstring>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 
 #include "half_conversions.inl"  // IWYU pragma: export
 
-}  // namespace lamina
+LAMINA_NAMESPACE_END

@@ -6,6 +6,7 @@
 // never waited on.
 #pragma once
 
+#include "../config.hpp"
 #include "file_io.hpp"
 #include "result.hpp"
 
@@ -19,7 +20,7 @@
 #  include <sys/mman.h>
 #endif
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 
 class MappedFile {
  public:
@@ -129,4 +130,4 @@ inline void MappedFile::unmap() noexcept {
 
 #endif
 
-}  // namespace lamina
+LAMINA_NAMESPACE_END

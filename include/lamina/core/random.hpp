@@ -5,9 +5,11 @@
 // CPU (std::mt19937's distributions differ between libraries).
 #pragma once
 
+#include "../config.hpp"
+
 #include <cstdint>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 namespace detail {
 
 // splitmix64: turns any 64-bit seed (0 included) into well-mixed generator state.
@@ -46,4 +48,4 @@ class Xoshiro256 {
 
 }  // namespace detail
 
-}  // namespace lamina
+LAMINA_NAMESPACE_END

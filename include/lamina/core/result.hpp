@@ -18,7 +18,7 @@
 #include <type_traits>
 #include <utility>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 
 enum class ErrorCode {
   io,                // the operating system refused: open, read, map, write
@@ -164,7 +164,7 @@ inline std::string format_float(float value) {
 
 }  // namespace detail
 
-}  // namespace lamina
+LAMINA_NAMESPACE_END
 
 // LAMINA_TRY(expr): evaluates a Result-returning expression and returns its Error from the
 // enclosing function (whose return type must be constructible from Error) when it failed.

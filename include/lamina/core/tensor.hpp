@@ -6,13 +6,14 @@
 // innermost dimension is always contiguous, which is what block-quantized rows require.
 #pragma once
 
+#include "../config.hpp"
 #include "dtype.hpp"
 
 #include <array>
 #include <cstdint>
 #include <initializer_list>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 
 inline constexpr int max_tensor_rank = 4;
 
@@ -58,4 +59,4 @@ inline TensorView contiguous_view(DType dtype, std::initializer_list<std::int64_
   return view;
 }
 
-}  // namespace lamina
+LAMINA_NAMESPACE_END

@@ -20,6 +20,7 @@
 //   // embedding->shape == {n_vocab, n_embd}; embedding->data points into the mapping.
 #pragma once
 
+#include "../config.hpp"
 #include "../core/dtype.hpp"
 #include "../core/mapped_file.hpp"
 #include "../core/result.hpp"
@@ -37,7 +38,7 @@
 #include <utility>
 #include <vector>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 namespace gguf {
 
 enum class ValueType : std::uint32_t {
@@ -1224,4 +1225,4 @@ inline Result<void> Writer::write_file(const std::string& path) const {
 }
 
 }  // namespace gguf
-}  // namespace lamina
+LAMINA_NAMESPACE_END

@@ -5,6 +5,7 @@
 // allow_exceptions=false parse does not give. Needs nlohmann/json, like the other readers here.
 #pragma once
 
+#include "../config.hpp"
 #include "../core/result.hpp"
 #include "safetensors.hpp"  // safetensors::detail::short_json_error
 
@@ -13,7 +14,7 @@
 #include <cstddef>
 #include <string>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 namespace detail {
 
 // A SAX pass before nlohmann builds its DOM: it bounds the nesting depth (the DOM and lamina's
@@ -66,4 +67,4 @@ inline Result<void> check_json_syntax(const std::string& text, const std::string
   return success();
 }
 
-}  // namespace lamina
+LAMINA_NAMESPACE_END

@@ -39,6 +39,7 @@
 //     naming the config key, the module and the pattern.
 #pragma once
 
+#include "../config.hpp"
 #include "../core/result.hpp"
 #include "json_check.hpp"
 #include "safetensors.hpp"
@@ -63,7 +64,7 @@
 #include <utility>
 #include <vector>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 namespace peft {
 
 struct AdapterConfig {
@@ -1398,4 +1399,4 @@ inline double scaling(const AdapterConfig& config, int rank, double alpha) {
 }
 
 }  // namespace peft
-}  // namespace lamina
+LAMINA_NAMESPACE_END

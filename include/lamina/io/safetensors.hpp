@@ -33,6 +33,7 @@
 //   lamina::Result<std::vector<float>> values = lamina::safetensors::to_f32(*a);
 #pragma once
 
+#include "../config.hpp"
 #include "../core/dtype.hpp"
 #include "../core/half.hpp"
 #include "../core/mapped_file.hpp"
@@ -55,7 +56,7 @@
 #include <utility>
 #include <vector>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 namespace safetensors {
 
 struct TensorInfo {
@@ -914,4 +915,4 @@ inline Result<void> write(const std::string& path, const std::vector<WriteTensor
 }
 
 }  // namespace safetensors
-}  // namespace lamina
+LAMINA_NAMESPACE_END

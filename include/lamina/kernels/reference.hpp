@@ -15,7 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 namespace reference {
 
 // Converts one row of `count` values stored as `dtype` (F32, F16, BF16 or a quantized block
@@ -160,4 +160,4 @@ inline void silu_mul(float* gate, const float* up, std::size_t count) {
 }
 
 }  // namespace reference
-}  // namespace lamina
+LAMINA_NAMESPACE_END

@@ -3,6 +3,7 @@
 // GGUF keys are prefixed by the architecture name: "llama.block_count", "qwen2.block_count" …
 #pragma once
 
+#include "../config.hpp"
 #include "../core/result.hpp"
 #include "../io/gguf.hpp"
 #include "../kernels/reference.hpp"
@@ -10,7 +11,7 @@
 #include <cstdint>
 #include <string>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 
 enum class Architecture {
   llama,  // Llama 1/2/3, Mistral, TinyLlama, SmolLM, … (GQA, interleaved RoPE, optional separate output)
@@ -188,4 +189,4 @@ inline reference::RopeParams rope_params(const ModelHparams& hparams, const floa
   return params;
 }
 
-}  // namespace lamina
+LAMINA_NAMESPACE_END

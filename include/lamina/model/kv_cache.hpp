@@ -6,6 +6,7 @@
 // most its own. Removing a sequence's tail frees its cells for reuse by any sequence.
 #pragma once
 
+#include "../config.hpp"
 #include "../core/dtype.hpp"
 #include "../core/result.hpp"
 #include "hparams.hpp"
@@ -16,7 +17,7 @@
 #include <string>
 #include <vector>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 
 using SequenceId = std::int32_t;
 using Position = std::int32_t;
@@ -132,4 +133,4 @@ class KvCache {
   std::vector<Position> cell_position_;    // [cell]
 };
 
-}  // namespace lamina
+LAMINA_NAMESPACE_END

@@ -17,6 +17,7 @@
 // norm vectors and biases, which are converted to float once at load.
 #pragma once
 
+#include "../config.hpp"
 #include "../core/executor.hpp"
 #include "../core/result.hpp"
 #include "../core/tensor.hpp"
@@ -36,7 +37,7 @@
 #include <string>
 #include <vector>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 
 struct LayerWeights {
   std::vector<float> attention_norm;  // [embedding]
@@ -510,4 +511,4 @@ inline Result<void> forward(const ModelHparams& hparams, const ModelWeights& wei
   return success();
 }
 
-}  // namespace lamina
+LAMINA_NAMESPACE_END

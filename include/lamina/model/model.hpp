@@ -7,6 +7,7 @@
 // share one model and one memory mapping, and adapters (adapters/) are loaded against it.
 #pragma once
 
+#include "../config.hpp"
 #include "../core/result.hpp"
 #include "../io/gguf.hpp"
 #include "../text/tokenizer.hpp"
@@ -17,7 +18,7 @@
 #include <string>
 #include <utility>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 
 struct ModelParams {
   bool load_tokenizer = true;  // false for files without tokenizer metadata; encode/decode are then unavailable
@@ -69,4 +70,4 @@ class Model {
   std::shared_ptr<const Tokenizer> tokenizer_;
 };
 
-}  // namespace lamina
+LAMINA_NAMESPACE_END

@@ -7,6 +7,7 @@
 // model/, never the reverse.
 #pragma once
 
+#include "../config.hpp"
 #include "../core/executor.hpp"
 #include "../core/tensor.hpp"
 #include "../kernels/cpu/kernels.hpp"
@@ -16,7 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 
 // The weight matrices of a layer, in the order of the forward pass.
 enum class Projection : std::uint8_t { query, key, value, attention_output, ffn_gate, ffn_up, ffn_down };
@@ -75,4 +76,4 @@ class ProjectionHook {
   ~ProjectionHook() = default;  // not deleted through this type
 };
 
-}  // namespace lamina
+LAMINA_NAMESPACE_END

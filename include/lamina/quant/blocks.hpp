@@ -16,13 +16,14 @@
 // it, which compilers turn into plain loads.
 #pragma once
 
+#include "../config.hpp"
 #include "../core/dtype.hpp"
 
 #include <cstddef>  // offsetof
 #include <cstdint>
 #include <cstring>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 namespace quant {
 
 // Values per block of the legacy types (Q4_0 … Q8_1) and IQ4_NL. GGML: QK4_0, QK8_0 …
@@ -322,4 +323,4 @@ void store_block(void* blocks, std::size_t index, const Block& block) {
 }
 
 }  // namespace quant
-}  // namespace lamina
+LAMINA_NAMESPACE_END

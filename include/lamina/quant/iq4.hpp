@@ -18,6 +18,7 @@
 // decodes to unspecified values, as in GGML.
 #pragma once
 
+#include "../config.hpp"
 #include "../core/half.hpp"
 #include "blocks.hpp"
 #include "rounding.hpp"
@@ -27,7 +28,7 @@
 
 #include "exact_float_begin.inl"
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 namespace quant {
 
 // The 16 levels of IQ4_NL and IQ4_XS, ascending. GGML: kvalues_iq4nl.
@@ -192,6 +193,6 @@ LAMINA_DETAIL_NO_FP_CONTRACT inline void quantize_block(const float* values, Blo
 }
 
 }  // namespace quant
-}  // namespace lamina
+LAMINA_NAMESPACE_END
 
 #include "exact_float_end.inl"

@@ -19,6 +19,7 @@
 // inf decodes to unspecified values (often NaN), exactly as GGML's arithmetic makes them.
 #pragma once
 
+#include "../config.hpp"
 #include "../core/half.hpp"
 #include "blocks.hpp"
 #include "rounding.hpp"
@@ -29,7 +30,7 @@
 
 #include "exact_float_begin.inl"
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 namespace quant {
 namespace detail {
 
@@ -676,6 +677,6 @@ LAMINA_DETAIL_NO_FP_CONTRACT inline void quantize_block(const float* values, Blo
 }
 
 }  // namespace quant
-}  // namespace lamina
+LAMINA_NAMESPACE_END
 
 #include "exact_float_end.inl"

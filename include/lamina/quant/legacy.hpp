@@ -15,6 +15,7 @@
 // infinity makes the block's scale infinite, so the block decodes to NaN/inf.
 #pragma once
 
+#include "../config.hpp"
 #include "../core/half.hpp"
 #include "blocks.hpp"
 #include "rounding.hpp"
@@ -25,7 +26,7 @@
 
 #include "exact_float_begin.inl"
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 namespace quant {
 namespace detail {
 
@@ -237,6 +238,6 @@ LAMINA_DETAIL_NO_FP_CONTRACT inline void quantize_block(const float* values, Blo
 }
 
 }  // namespace quant
-}  // namespace lamina
+LAMINA_NAMESPACE_END
 
 #include "exact_float_end.inl"

@@ -17,6 +17,7 @@
 // (see legacy.hpp, k_quants.hpp, iq4.hpp for the details and for what NaN/inf input does).
 #pragma once
 
+#include "../config.hpp"
 #include "../core/dtype.hpp"
 #include "../core/half.hpp"
 #include "../core/result.hpp"
@@ -30,7 +31,7 @@
 #include <cstring>
 #include <string>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 namespace quant {
 
 // Dequantizes `block_count` packed blocks (any alignment) into block_count * values-per-block floats.
@@ -180,4 +181,4 @@ inline Result<void> quantize_row(DType type, const float* source, void* destinat
 }
 
 }  // namespace quant
-}  // namespace lamina
+LAMINA_NAMESPACE_END

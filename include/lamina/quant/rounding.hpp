@@ -23,12 +23,14 @@
 // contraction on may write other bytes in a few blocks than the reference definitions.
 #pragma once
 
+#include "../config.hpp"
+
 #include <cstdint>
 #include <cstring>
 
 #include "exact_float_begin.inl"  // LAMINA_DETAIL_NO_FP_CONTRACT, until exact_float_end.inl
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 namespace quant {
 namespace detail {
 
@@ -69,6 +71,6 @@ inline int clamp_int(int value, int lowest, int highest) {
 
 }  // namespace detail
 }  // namespace quant
-}  // namespace lamina
+LAMINA_NAMESPACE_END
 
 #include "exact_float_end.inl"

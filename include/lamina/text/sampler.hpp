@@ -29,6 +29,7 @@
 // allocate nothing.
 #pragma once
 
+#include "../config.hpp"
 #include "../core/random.hpp"
 #include "../core/result.hpp"
 #include "token.hpp"
@@ -44,7 +45,7 @@
 #include <utility>
 #include <vector>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 
 struct SamplerParams {
   float temperature = 0.8f;      // 0 = greedy (always the most likely token)
@@ -411,4 +412,4 @@ class StopStringMatcher {
   bool stopped_ = false;
 };
 
-}  // namespace lamina
+LAMINA_NAMESPACE_END

@@ -25,6 +25,7 @@
 // by create(). Nothing here throws; invalid UTF-8 input is reported with its byte offset.
 #pragma once
 
+#include "../config.hpp"
 #include "../core/result.hpp"
 #include "../io/gguf.hpp"
 #include "token.hpp"
@@ -41,7 +42,7 @@
 #include <utility>
 #include <vector>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 
 // tokenizer.ggml.token_type values (llama.cpp's llama_token_type).
 enum class TokenType : std::int32_t {
@@ -2390,4 +2391,4 @@ inline Result<Tokenizer> Tokenizer::from_gguf(const gguf::File& file) {
   return tokenizer;
 }
 
-}  // namespace lamina
+LAMINA_NAMESPACE_END

@@ -14,6 +14,7 @@
 //   if (lamina::unicode::is_letter(decoded.codepoint)) ...
 #pragma once
 
+#include "../config.hpp"
 #include "unicode_tables.hpp"
 
 #include <cstddef>
@@ -21,7 +22,7 @@
 #include <string>
 #include <string_view>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 namespace unicode {
 
 inline constexpr char32_t max_codepoint = 0x10FFFF;
@@ -194,4 +195,4 @@ inline const char* abbreviation(GeneralCategory category) noexcept {
 }
 
 }  // namespace unicode
-}  // namespace lamina
+LAMINA_NAMESPACE_END

@@ -6,9 +6,11 @@
 // Use it through lamina/text/unicode.hpp.
 #pragma once
 
+#include "../config.hpp"
+
 #include <cstdint>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 namespace unicode {
 
 // Unicode General_Category values (UAX #44), numbered so that each major class is one block.
@@ -747,4 +749,4 @@ inline constexpr CodepointRange white_space_ranges[] = {
 
 }  // namespace unicode_tables
 }  // namespace detail
-}  // namespace lamina
+LAMINA_NAMESPACE_END

@@ -16,6 +16,7 @@
 // The report gives the mean and the sample standard deviation of the runs' tokens/s.
 #pragma once
 
+#include "../config.hpp"
 #include "../core/dtype.hpp"
 #include "../core/result.hpp"
 #include "../io/gguf.hpp"
@@ -32,7 +33,7 @@
 #include <string>
 #include <vector>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 
 struct BenchOptions {
   std::uint32_t prompt_tokens = 512;     // 0: no prompt test
@@ -197,4 +198,4 @@ inline std::string bench_json_line(const std::string& model, std::uint32_t threa
          number(prompt_tokens_per_second) + ",\"tg_tps\":" + number(generated_tokens_per_second) + "}";
 }
 
-}  // namespace lamina
+LAMINA_NAMESPACE_END

@@ -18,6 +18,7 @@
 // write errors are reported is OutputFile's (core/file_io.hpp): a FIFO or device is refused.
 #pragma once
 
+#include "../config.hpp"
 #include "../core/dtype.hpp"
 #include "../core/file_io.hpp"
 #include "../core/result.hpp"
@@ -30,7 +31,7 @@
 #include <utility>
 #include <vector>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 namespace gguf {
 
 class StreamWriter {
@@ -213,4 +214,4 @@ class StreamWriter {
 };
 
 }  // namespace gguf
-}  // namespace lamina
+LAMINA_NAMESPACE_END

@@ -17,6 +17,7 @@
 // nlohmann/json, as adapters/peft.hpp does.
 #pragma once
 
+#include "../config.hpp"
 #include "../adapters/combine.hpp"
 #include "../adapters/lora_load.hpp"
 #include "../adapters/peft.hpp"
@@ -53,7 +54,7 @@
 #  include <direct.h>
 #endif
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 
 // =============================================================================================
 // Merging a stack into a model
@@ -577,4 +578,4 @@ inline Result<void> write_combined_adapter(const std::string& path, const Combin
   return write_combined_peft(path, combined, info);
 }
 
-}  // namespace lamina
+LAMINA_NAMESPACE_END

@@ -21,6 +21,7 @@
 // made here and one made by llama-quantize hold the same tensors, in the same (llama.cpp's) order.
 #pragma once
 
+#include "../config.hpp"
 #include "../core/dtype.hpp"
 #include "../core/executor.hpp"
 #include "../core/result.hpp"
@@ -42,7 +43,7 @@
 #include <utility>
 #include <vector>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 
 // llama.cpp's llama_ftype values (general.file_type), for the recipes lamina can produce.
 enum class FileType : std::uint32_t {
@@ -595,4 +596,4 @@ inline Result<QuantizeReport> quantize_model(const std::string& input_path, cons
   return report;
 }
 
-}  // namespace lamina
+LAMINA_NAMESPACE_END

@@ -21,6 +21,7 @@
 // The file is written tensor by tensor (gguf::StreamWriter): memory holds one tensor at a time.
 #pragma once
 
+#include "../config.hpp"
 #include "../adapters/lora.hpp"
 #include "../core/dtype.hpp"
 #include "../core/executor.hpp"
@@ -40,7 +41,7 @@
 #include <string_view>
 #include <vector>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 
 struct SynthPreset {
   const char* name;
@@ -385,4 +386,4 @@ inline Result<std::uint64_t> synthesize_lora(const ModelHparams& hparams, const 
   return bytes;
 }
 
-}  // namespace lamina
+LAMINA_NAMESPACE_END

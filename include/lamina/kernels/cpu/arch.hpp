@@ -24,7 +24,7 @@
 #  define LAMINA_DETAIL_X86 0
 #endif
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 
 // Ordered from least to most capable within each processor family.
 enum class CpuArch : int {
@@ -130,6 +130,6 @@ inline bool cpu_supports(CpuArch arch) {
   return best != CpuArch::neon && static_cast<int>(arch) <= static_cast<int>(best);
 }
 
-}  // namespace lamina
+LAMINA_NAMESPACE_END
 
 #undef LAMINA_DETAIL_X86

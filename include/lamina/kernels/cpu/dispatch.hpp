@@ -20,13 +20,13 @@
 
 #if defined(__x86_64__) || defined(_M_X64)
 #  if LAMINA_CPU_DISPATCH
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 namespace cpu {
 namespace sse2 { const CpuKernels& kernel_table(); }
 namespace avx2 { const CpuKernels& kernel_table(); }
 namespace avx512 { const CpuKernels& kernel_table(); }
 }  // namespace cpu
-}  // namespace lamina
+LAMINA_NAMESPACE_END
 #  else
 #    define LAMINA_CPU_TABLE_LINKAGE inline
 #    define LAMINA_CPU_TARGET 1
@@ -39,7 +39,7 @@ namespace avx512 { const CpuKernels& kernel_table(); }
 #  endif
 #endif
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 namespace cpu {
 
 // The table for `arch` when this program contains it, else nullptr.
@@ -79,4 +79,4 @@ inline const CpuKernels& cpu_kernels(CpuArch requested = CpuArch::automatic) {
 }
 
 }  // namespace cpu
-}  // namespace lamina
+LAMINA_NAMESPACE_END

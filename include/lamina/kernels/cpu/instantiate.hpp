@@ -88,7 +88,7 @@
 #  pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 namespace cpu {
 namespace LAMINA_CPU_NAMESPACE {
 
@@ -125,7 +125,7 @@ LAMINA_CPU_TABLE_LINKAGE const CpuKernels& kernel_table() {
 
 }  // namespace LAMINA_CPU_NAMESPACE
 }  // namespace cpu
-}  // namespace lamina
+LAMINA_NAMESPACE_END
 
 #if defined(__GNUC__) && !defined(__clang__)
 #  pragma GCC diagnostic pop

@@ -16,7 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 namespace cpu {
 
 // How activations (the float inputs of a matrix product) are handed to a kernel. Integer dot
@@ -112,4 +112,4 @@ struct CpuKernels {
 };
 
 }  // namespace cpu
-}  // namespace lamina
+LAMINA_NAMESPACE_END

@@ -8,6 +8,7 @@
 // whichever chunk holds it, so results are identical for any thread count.
 #pragma once
 
+#include "../../config.hpp"
 #include "../../core/executor.hpp"
 #include "../../core/result.hpp"
 #include "../../core/tensor.hpp"
@@ -19,7 +20,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 namespace cpu {
 
 // Upper bound on the chunks a matmul or attention is split into.
@@ -149,4 +150,4 @@ inline void matmul(Executor& executor, const CpuKernels& kernels, const TensorVi
 }
 
 }  // namespace cpu
-}  // namespace lamina
+LAMINA_NAMESPACE_END

@@ -4,6 +4,7 @@
 // what runs where no SIMD table applies.
 #pragma once
 
+#include "../../config.hpp"
 #include "../../core/half.hpp"
 #include "../reference.hpp"
 #include "kernels.hpp"
@@ -11,7 +12,7 @@
 #include <cmath>
 #include <cstring>
 
-namespace lamina {
+LAMINA_NAMESPACE_BEGIN
 namespace cpu {
 namespace scalar {
 
@@ -111,4 +112,4 @@ inline const CpuKernels& kernel_table() {
 
 }  // namespace scalar
 }  // namespace cpu
-}  // namespace lamina
+LAMINA_NAMESPACE_END
