@@ -153,6 +153,13 @@ step_package_find_package() {
   cmake --build "$work/lamina"
   cmake --install "$work/lamina"
   build_consumer "$work/find-package" -DLAMINA_CONSUMER_MODE=find_package -DCMAKE_PREFIX_PATH="$root/$work/prefix"
+  # The installed pkg-config file, with nothing but the compiler and pkg-config.
+  local flags
+  flags=$(PKG_CONFIG_PATH="$root/$work/prefix/share/pkgconfig" pkg-config --cflags --libs lamina)
+  echo "pkg-config --cflags --libs lamina: $flags"
+  # shellcheck disable=SC2086  # $flags is a list of flags
+  g++ -std=c++17 -O1 -Wall -Wextra -Wpedantic -Werror tests/packaging/main.cpp $flags -o "$work/pkg-config-consumer"
+  "$work/pkg-config-consumer"
 }
 
 step_package_add_subdirectory() {
