@@ -462,6 +462,13 @@ inline Result<GenerationResult> generate(Session& session, const std::vector<Tok
   if (!prompt.empty()) LAMINA_TRY(session.feed(prompt, options.sequence));
   const Clock::time_point prompt_done = Clock::now();
   StopStringMatcher stops(options.stop_strings);
+  // Room for every token the session can still take and its text, so that the loop below
+  // allocates nothing (pieces are string_views into the tokenizer).
+  const std::size_t context = session.params().context_length;
+  const std::size_t position = session.position(options.sequence);
+  const std::size_t most_tokens = std::min<std::size_t>(options.max_tokens, context > position ? context - position : 0);
+  result.tokens.reserve(most_tokens);
+  result.text.reserve(most_tokens * tokenizer.longest_piece());  // the text is at most the pieces
   bool keep_going = true;
   auto emit = [&](std::string_view text) {
     result.text.append(text.data(), text.size());
@@ -475,7 +482,7 @@ inline Result<GenerationResult> generate(Session& session, const std::vector<Tok
       result.stop_reason = StopReason::end_of_generation;
       break;
     }
-    const StopMatch match = stops.feed(tokenizer.token_to_piece(*token));
+    const StopMatch match = stops.feed(tokenizer.piece(*token));
     emit(match.text);
     if (match.stopped) {
       result.stop_reason = StopReason::stop_string;

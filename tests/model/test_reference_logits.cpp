@@ -161,3 +161,37 @@ TEST_CASE("a decode step allocates nothing once the session exists") {
     CHECK(scope.count() == 0);
   }
 }
+
+TEST_CASE("generate() allocates the same whether it makes 4 tokens or 40") {
+  // Its setup allocates (the result's buffers, the stop strings); the loop over tokens must
+  // not: pieces are string_views into the tokenizer and the result is reserved up front.
+  LAMINA_REQUIRE_SHARED("models/stories260K.gguf");
+  const std::shared_ptr<const lamina::Model> model = load_model(lamina_test::shared_path("models/stories260K.gguf"));
+  lamina::SessionParams params;
+  params.context_length = 128;
+  params.thread_count = 2;
+  params.sampling.temperature = 0.8f;
+  lamina::Result<lamina::Session> session = lamina::Session::create(model, params);
+  REQUIRE(session.ok());
+  const std::vector<lamina::Token> prompt = {1, 403, 407, 261};  // "Once upon a time"
+  std::size_t streamed = 0;
+  auto count_allocations = [&](std::size_t tokens) {
+    session->clear();
+    lamina::GenerateOptions options;
+    options.max_tokens = tokens;
+    options.stop_at_end_of_generation = false;
+    options.stop_strings = {"never in a story of 260K parameters"};
+    lamina_test::AllocationScope scope;
+    lamina::Result<lamina::GenerationResult> result =
+        lamina::generate(*session, prompt, options, [&](std::string_view text) { streamed += text.size(); return true; });
+    const std::size_t count = scope.count();
+    REQUIRE(result.ok());
+    CHECK(result->tokens.size() == tokens);
+    return count;
+  };
+  count_allocations(4);  // warm-up: the pool's threads have started
+  const std::size_t few = count_allocations(4), many = count_allocations(40);
+  CHECK(few == many);
+  CHECK(streamed > 0);
+  if (!lamina_test::allocation_counting()) MESSAGE("allocations are not counted in this build (AddressSanitizer)");
+}

@@ -1467,6 +1467,8 @@ class Tokenizer {
   }
 
   std::size_t vocab_size() const noexcept { return vocab_size_; }
+  // Bytes of the longest piece (special tokens rendered): what one token adds to a text at most.
+  std::size_t longest_piece() const noexcept { return longest_piece_; }
   Token bos() const noexcept { return bos_; }
   Token eos() const noexcept { return eos_; }
   Token end_of_turn() const noexcept { return end_of_turn_; }
@@ -1552,6 +1554,7 @@ class Tokenizer {
   std::array<Token, 256> byte_fallback_token_{};          // SentencePiece: <0xXX>, else the one-byte token
   std::string pieces_;                                    // every token's piece (render_special), concatenated
   std::vector<std::uint32_t> piece_offsets_;              // [vocab_size + 1] into pieces_
+  std::size_t longest_piece_ = 0;                         // bytes of the longest piece
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1770,6 +1773,7 @@ inline Result<Tokenizer> Tokenizer::create(VocabularyData vocabulary) {
     tokenizer.pieces_ += tokenizer.make_piece(static_cast<Token>(id));
     if (tokenizer.pieces_.size() > UINT32_MAX) return invalid("the token texts are too long");
     tokenizer.piece_offsets_.push_back(static_cast<std::uint32_t>(tokenizer.pieces_.size()));
+    tokenizer.longest_piece_ = std::max<std::size_t>(tokenizer.longest_piece_, tokenizer.piece_offsets_[id + 1] - tokenizer.piece_offsets_[id]);
   }
   return tokenizer;
 }
