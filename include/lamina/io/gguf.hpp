@@ -1164,31 +1164,54 @@ inline Result<void> Writer::add_tensor(const std::string& name, DType dtype, std
   return success();
 }
 
-inline std::vector<std::uint8_t> Writer::header_bytes() const {
+namespace detail {
+
+// One tensor as the header describes it.
+struct HeaderTensor {
+  const std::string* name;
+  DType dtype;
+  const std::vector<std::int64_t>* shape;  // outermost first
+  std::uint64_t size_bytes;
+};
+
+// What precedes the first tensor: magic, version, counts, metadata, the tensor infos, padding
+// to the alignment. Tensors follow each other in the data section, each padded to the
+// alignment (as llama.cpp writes them, so its reader finds the padded size it expects). Shared
+// by Writer (whole files in memory) and StreamWriter (tensors written as they are made).
+inline std::vector<std::uint8_t> header_bytes(std::uint32_t version, std::uint32_t alignment,
+                                              const std::vector<std::pair<std::string, Value>>& metadata,
+                                              const std::vector<HeaderTensor>& tensors) {
   std::vector<std::uint8_t> out;
   out.reserve(4096);  // grows as needed; reserving also keeps GCC 12's -Wstringop-overflow quiet
-  detail::store_u32(out, 0x46554747u);  // "GGUF" read as a little-endian u32
-  detail::store_u32(out, version_);
-  detail::store_u64(out, tensors_.size());
-  detail::store_u64(out, metadata_.size());
-  for (const auto& entry : metadata_) {
-    detail::store_string(out, entry.first);
-    detail::store_u32(out, static_cast<std::uint32_t>(entry.second.type));
-    detail::store_value(out, entry.second.type, entry.second);
+  store_u32(out, 0x46554747u);  // "GGUF" read as a little-endian u32
+  store_u32(out, version);
+  store_u64(out, tensors.size());
+  store_u64(out, metadata.size());
+  for (const auto& entry : metadata) {
+    store_string(out, entry.first);
+    store_u32(out, static_cast<std::uint32_t>(entry.second.type));
+    store_value(out, entry.second.type, entry.second);
   }
-  // Tensors follow each other in the data section, each padded to the alignment (as llama.cpp
-  // writes them, so its reader finds the padded size it expects).
   std::uint64_t offset = 0;
-  for (const PendingTensor& tensor : tensors_) {
-    detail::store_string(out, tensor.name);
-    detail::store_u32(out, static_cast<std::uint32_t>(tensor.shape.size()));
-    for (std::size_t d = tensor.shape.size(); d-- > 0;) detail::store_u64(out, static_cast<std::uint64_t>(tensor.shape[d]));
-    detail::store_u32(out, static_cast<std::uint32_t>(tensor.dtype));
-    detail::store_u64(out, offset);
-    offset = detail::align_up(offset + tensor.bytes.size(), alignment_);
+  for (const HeaderTensor& tensor : tensors) {
+    store_string(out, *tensor.name);
+    store_u32(out, static_cast<std::uint32_t>(tensor.shape->size()));
+    for (std::size_t d = tensor.shape->size(); d-- > 0;) store_u64(out, static_cast<std::uint64_t>((*tensor.shape)[d]));
+    store_u32(out, static_cast<std::uint32_t>(tensor.dtype));
+    store_u64(out, offset);
+    offset = align_up(offset + tensor.size_bytes, alignment);
   }
-  out.resize(static_cast<std::size_t>(detail::align_up(out.size(), alignment_)), 0);
+  out.resize(static_cast<std::size_t>(align_up(out.size(), alignment)), 0);
   return out;
+}
+
+}  // namespace detail
+
+inline std::vector<std::uint8_t> Writer::header_bytes() const {
+  std::vector<detail::HeaderTensor> tensors;
+  tensors.reserve(tensors_.size());
+  for (const PendingTensor& tensor : tensors_) tensors.push_back({&tensor.name, tensor.dtype, &tensor.shape, tensor.bytes.size()});
+  return detail::header_bytes(version_, alignment_, metadata_, tensors);
 }
 
 inline std::vector<std::uint8_t> Writer::to_bytes() const {

@@ -173,30 +173,12 @@ class StreamWriter {
     std::uint64_t size_bytes = 0;
   };
 
-  // Header, metadata, tensor infos, padding to the alignment: what precedes the first tensor.
+  // What precedes the first tensor (detail::header_bytes, shared with gguf::Writer).
   std::vector<std::uint8_t> header_bytes() const {
-    std::vector<std::uint8_t> out;
-    out.reserve(4096);
-    detail::store_u32(out, 0x46554747u);  // "GGUF" read as a little-endian u32
-    detail::store_u32(out, version_);
-    detail::store_u64(out, tensors_.size());
-    detail::store_u64(out, metadata_.size());
-    for (const auto& entry : metadata_) {
-      detail::store_string(out, entry.first);
-      detail::store_u32(out, static_cast<std::uint32_t>(entry.second.type));
-      detail::store_value(out, entry.second.type, entry.second);
-    }
-    std::uint64_t offset = 0;
-    for (const Declared& tensor : tensors_) {
-      detail::store_string(out, tensor.name);
-      detail::store_u32(out, static_cast<std::uint32_t>(tensor.shape.size()));
-      for (std::size_t d = tensor.shape.size(); d-- > 0;) detail::store_u64(out, static_cast<std::uint64_t>(tensor.shape[d]));
-      detail::store_u32(out, static_cast<std::uint32_t>(tensor.dtype));
-      detail::store_u64(out, offset);
-      offset = detail::align_up(offset + tensor.size_bytes, alignment_);
-    }
-    out.resize(static_cast<std::size_t>(detail::align_up(out.size(), alignment_)), 0);
-    return out;
+    std::vector<detail::HeaderTensor> tensors;
+    tensors.reserve(tensors_.size());
+    for (const Declared& tensor : tensors_) tensors.push_back({&tensor.name, tensor.dtype, &tensor.shape, tensor.size_bytes});
+    return detail::header_bytes(version_, alignment_, metadata_, tensors);
   }
 
   void abandon() { output_.abandon(); }
