@@ -9,7 +9,9 @@
 #   include-graph             tests/scripts/test_include_graph.sh: folders include each other one way only
 #   gcc-cxx17-release         g++, C++17, Release (-O2)                          build/gcc-cxx17-release
 #   clang-cxx20-asan          clang++, C++20, -O1, AddressSanitizer + UBSan      build/clang-cxx20-asan
-#   gcc-cxx20-noexcept        g++, C++20, Release, -fno-exceptions               build/gcc-cxx20-noexcept
+#   gcc-cxx20-noexcept-native g++, C++20, Release, -fno-exceptions -march=native build/gcc-cxx20-noexcept-native
+#   plain-include-O0          the CLI from g++ -O0 -I include alone (no lamina sources, no -m flags,
+#                             no build system), through the reference checks with every instruction set
 #   package-find-package      install lamina to a temporary prefix; tests/packaging uses find_package(lamina)
 #   package-add-subdirectory  tests/packaging includes the checkout with add_subdirectory
 #   package-fetchcontent      tests/packaging includes the checkout with FetchContent
@@ -31,7 +33,8 @@ set -uo pipefail  # no -e here: a failed step must not stop the others; each ste
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
 
-all_steps=(deps install-scripts arch-symbols headers include-graph gcc-cxx17-release clang-cxx20-asan gcc-cxx20-noexcept
+all_steps=(deps install-scripts arch-symbols headers include-graph gcc-cxx17-release clang-cxx20-asan gcc-cxx20-noexcept-native
+           plain-include-O0
            package-find-package package-add-subdirectory package-fetchcontent
            meson meson-subproject fuzz check-logits check-tokenize check-lora cli-errors)
 if [ "${1:-}" = "--list" ]; then
@@ -139,8 +142,36 @@ step_clang_cxx20_asan() {
     "-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all"
 }
 
-step_gcc_cxx20_noexcept() {
-  cmake_config gcc-cxx20-noexcept g++ 20 Release "-fno-exceptions"
+step_gcc_cxx20_noexcept_native() {
+  cmake_config gcc-cxx20-noexcept-native g++ 20 Release "-fno-exceptions -march=native"
+}
+
+# What a user who copies include/ gets: each CLI file compiled alone with -I include and no
+# flags but -O0 (where inline functions are emitted as weak symbols in every file, the ODR
+# trap's ground), linked, then judged against llama.cpp with each instruction set the CPU has.
+step_plain_include_O0() {
+  require_program g++
+  if [ ! -f "$shared/tools/check_all.sh" ]; then
+    echo "no reference data at $shared (set LAMINA_SHARED_DIR)"
+    return 1
+  fi
+  local dir=$root/build/plain-include-O0 compiler=g++
+  command -v ccache >/dev/null 2>&1 && compiler="ccache g++"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  export compiler dir root
+  # shellcheck disable=SC2016  # expanded by the inner shell
+  printf '%s\n' examples/cli/*.cpp | xargs -P "$jobs" -I{} sh -c \
+    '$compiler -std=c++17 -O0 -I "$root/include" -I "$root/examples" -Wall -Wextra -Wpedantic -Werror -c "$root/{}" -o "$dir/$(basename {} .cpp).o"'
+  g++ "$dir"/*.o -o "$dir/lamina" -pthread
+  local best arch
+  best=$("$dir/lamina" bench -m "$shared/models/stories260K.gguf" -p 8 -n 2 -r 1 | sed -n 's/^CPU kernels: \([a-z0-9]*\);.*/\1/p')
+  echo "the plain -O0 build picks the $best kernels"
+  for arch in scalar sse2 avx2 avx512; do
+    echo "--- LAMINA_CPU_ARCH=$arch"
+    LAMINA_CPU_ARCH=$arch bash "$shared/tools/check_all.sh" "$dir/lamina" all
+    [ "$arch" = "$best" ] && break  # the sets above it do not run on this CPU
+  done
 }
 
 step_package_find_package() {
