@@ -22,6 +22,7 @@
 #pragma once
 
 #include "../config.hpp"
+#include "../core/random.hpp"
 #include "../adapters/lora.hpp"
 #include "../core/dtype.hpp"
 #include "../core/executor.hpp"
@@ -105,13 +106,6 @@ struct SynthReport {
 
 namespace detail {
 
-inline std::uint64_t splitmix64(std::uint64_t& state) {
-  std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
 inline std::uint64_t fnv1a(const std::string& text) {
   std::uint64_t hash = 0xcbf29ce484222325ull;
   for (unsigned char c : text) hash = (hash ^ c) * 0x100000001b3ull;
@@ -121,11 +115,11 @@ inline std::uint64_t fnv1a(const std::string& text) {
 // Row `row` of a random tensor: a stream of its own, so rows can be made in any order on any thread.
 inline void synth_random_row(std::uint64_t tensor_seed, std::size_t row, float standard_deviation, float* values, std::size_t count) {
   std::uint64_t state = tensor_seed ^ (0xD1B54A32D192ED03ull * (static_cast<std::uint64_t>(row) + 1));
-  splitmix64(state);
+  splitmix64_next(state);
   // Sum of four uniform integers in [0, 65535]: mean 131070, standard deviation 37837.23.
   const float scale = standard_deviation / 37837.23f;
   for (std::size_t i = 0; i < count; ++i) {
-    const std::uint64_t bits = splitmix64(state);
+    const std::uint64_t bits = splitmix64_next(state);
     const std::int64_t sum = static_cast<std::int64_t>((bits & 0xffff) + ((bits >> 16) & 0xffff) + ((bits >> 32) & 0xffff) + (bits >> 48));
     values[i] = static_cast<float>(sum - 131070) * scale;
   }
