@@ -15,14 +15,7 @@
 # usage: tests/scripts/test_arch_symbols.sh     prints one line per object, then "N passed, M failed"
 set -uo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
-
-pass() { echo "ok   $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
+source "$(dirname "${BASH_SOURCE[0]}")/script_support.sh"  # root, work, pass, fail, finish
 
 # Symbols every C++ object with exception tables may define: the personality routine's
 # reference, a hidden weak data symbol that only points at the one in the C++ runtime.
@@ -85,5 +78,4 @@ for compiler in g++ clang++; do
   fi
 done
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -10,15 +10,8 @@
 set -uo pipefail
 
 lamina=${1:?usage: test_cli_errors.sh PATH/TO/lamina [SHARED_DIR]}
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/script_support.sh"  # root, work, pass, fail, finish
 shared=${2:-${LAMINA_SHARED_DIR:-$root/../shared}}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
-
-pass() { echo "ok   $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
 
 # expect_error NAME MESSAGE_PART COMMAND...: status 1 within 60 s, one stderr line holding MESSAGE_PART.
 expect_error() {
@@ -126,5 +119,4 @@ else
   fail "tokenize plain text" "$vocab is missing"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -14,15 +14,8 @@
 # usage: tests/scripts/test_headers.sh     prints one line per check, then "N passed, M failed"
 set -uo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
+source "$(dirname "${BASH_SOURCE[0]}")/script_support.sh"  # root, work, pass, fail, finish
 jobs=${LAMINA_JOBS:-$(nproc 2>/dev/null || echo 2)}
-
-pass() { echo "ok   $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
 
 # The public headers: every .hpp but instantiate.hpp, which a file includes once per
 # instruction set after defining LAMINA_CPU_TARGET (kernels/cpu/dispatch.hpp does).
@@ -115,5 +108,4 @@ for knob in LAMINA_ENABLE_ASSERTS=0 LAMINA_THREADS=0 LAMINA_CPU_DISPATCH=1; do
   fi
 done
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
