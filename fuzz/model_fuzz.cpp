@@ -12,7 +12,7 @@
 //   LAMINA_FUZZ_WRITE_SEEDS=/tmp/model-corpus ./model_fuzz      (writes the seeds, then exits)
 //   ./model_fuzz /tmp/model-corpus -rss_limit_mb=2048 -max_total_time=600
 #include <lamina/lamina.hpp>
-#include <lamina/tools/synth.hpp>
+#include <cli/synth.hpp>
 
 #include <cstddef>
 #include <cstdint>

@@ -3,12 +3,12 @@
 //   lamina bench -m model.gguf -t 4 -p 256 -n 64 -r 5 --json
 //
 // pp = tokens/s of one prompt pass of -p tokens; tg = tokens/s of -n single-token steps; both
-// from an empty context after a warm-up (see lamina/tools/bench.hpp for the method). Progress
+// from an empty context after a warm-up (see bench.hpp for the method). Progress
 // goes to stderr; stdout gets a table, the peak resident memory and the CPU kernels used, and
 // with --json a last line {"model":…,"threads":…,"n_prompt":…,"n_gen":…,"pp_tps":…,"tg_tps":…}.
 #include "cli_common.hpp"
 
-#include <lamina/tools/bench.hpp>
+#include "bench.hpp"
 
 #include <chrono>
 #include <cstdio>

@@ -5,10 +5,10 @@
 //
 // merge writes a model with the stack merged into its weights (no adapter at run time);
 // combine writes one adapter made of several, as PEFT's add_weighted_adapter does. The library
-// does the work (lamina/tools/lora_tools.hpp); this file parses options and reports.
+// does the work (lora_tools.hpp); this file parses options and reports.
 #include "cli_common.hpp"
 
-#include <lamina/tools/lora_tools.hpp>
+#include "lora_tools.hpp"
 
 #include <cstdio>
 #include <string>

@@ -2,10 +2,10 @@
 //
 //   lamina quantize model-f16.gguf model-q4_k_m.gguf q4_k_m
 //
-// The library does the work (lamina/tools/quantize.hpp); this file parses options and reports.
+// The library does the work (lamina/quant/quantize_model.hpp); this file parses options and reports.
 #include "cli_common.hpp"
 
-#include <lamina/tools/quantize.hpp>
+#include <lamina/quant/quantize_model.hpp>
 
 #include <cstdio>
 #include <string>

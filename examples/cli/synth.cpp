@@ -2,10 +2,10 @@
 //
 //   lamina synth --preset llama-1b --type q4_0 --vocab ../shared/vocab/ggml-vocab-llama-spm.gguf -o llama-1b-q4_0.gguf
 //
-// The library does the work (lamina/tools/synth.hpp); this file parses options and reports.
+// The library does the work (synth.hpp); this file parses options and reports.
 #include "cli_common.hpp"
 
-#include <lamina/tools/synth.hpp>
+#include "synth.hpp"
 
 #include <cstdio>
 #include <string>

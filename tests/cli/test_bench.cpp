@@ -1,8 +1,8 @@
-// Tests for lamina/tools/bench.hpp (`lamina bench`): the JSON line's exact format, and a short
+// Tests for examples/cli/bench.hpp (`lamina bench`): the JSON line's exact format, and a short
 // benchmark run on a tiny synthetic model.
 #include <lamina/lamina.hpp>
-#include <lamina/tools/bench.hpp>
-#include <lamina/tools/synth.hpp>
+#include <cli/bench.hpp>
+#include <cli/synth.hpp>
 
 #include <doctest/doctest.h>
 

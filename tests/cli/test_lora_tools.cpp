@@ -1,10 +1,10 @@
-// Tests for lamina/tools/lora_tools.hpp (`lamina lora merge`, `lamina lora combine`): a merged
+// Tests for examples/cli/lora_tools.hpp (`lamina lora merge`, `lamina lora combine`): a merged
 // model and a combined adapter give the logits of the unmerged stack they stand for, on the
 // reference cases of ../shared; the written files keep what llama.cpp needs; bad input gives
 // one clear error.
 #include <lamina/lamina.hpp>
 #include <lamina/adapters/peft.hpp>
-#include <lamina/tools/lora_tools.hpp>
+#include <cli/lora_tools.hpp>
 
 #include <doctest/doctest.h>
 

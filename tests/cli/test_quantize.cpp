@@ -1,10 +1,10 @@
-// Tests for lamina/tools/quantize.hpp (`lamina quantize`): llama.cpp's tensor-type recipes,
+// Tests for lamina/quant/quantize_model.hpp (`lamina quantize`): llama.cpp's tensor-type recipes,
 // round trips whose dequantized weights stay close to the original, copied metadata, and
 // clean errors. (Byte equality with llama-quantize itself is checked by bench/README.md's
 // procedure, which needs a llama.cpp build.)
 #include <lamina/lamina.hpp>
-#include <lamina/tools/quantize.hpp>
-#include <lamina/tools/synth.hpp>
+#include <lamina/quant/quantize_model.hpp>
+#include <cli/synth.hpp>
 
 #include <doctest/doctest.h>
 

@@ -1,9 +1,9 @@
-// Tests for lamina/tools/synth.hpp (`lamina synth`) and lamina/tools/gguf_stream.hpp: the
+// Tests for examples/cli/synth.hpp (`lamina synth`) and lamina/io/gguf_stream.hpp: the
 // models it writes load with the preset's shapes, run, follow llama.cpp's type recipes, and
 // are the same bytes for the same seed whatever the thread count.
 #include <lamina/lamina.hpp>
-#include <lamina/tools/gguf_stream.hpp>
-#include <lamina/tools/synth.hpp>
+#include <lamina/io/gguf_stream.hpp>
+#include <cli/synth.hpp>
 
 #include <doctest/doctest.h>
 

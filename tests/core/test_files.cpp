@@ -8,7 +8,7 @@
 #include <lamina/core/mapped_file.hpp>
 #include <lamina/io/gguf.hpp>
 #include <lamina/io/safetensors.hpp>
-#include <lamina/tools/gguf_stream.hpp>
+#include <lamina/io/gguf_stream.hpp>
 
 #include <doctest/doctest.h>
 

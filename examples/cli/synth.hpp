@@ -1,4 +1,4 @@
-// lamina/tools/synth.hpp — random-weight models with the shapes of real ones, for benchmarks and tests.
+// examples/cli/synth.hpp — random-weight models with the shapes of real ones, for benchmarks and tests.
 //
 //   const lamina::SynthPreset* preset = lamina::find_synth_preset("llama-1b");
 //   lamina::SynthOptions options;
@@ -21,16 +21,16 @@
 // The file is written tensor by tensor (gguf::StreamWriter): memory holds one tensor at a time.
 #pragma once
 
-#include "../config.hpp"
-#include "../core/random.hpp"
-#include "../adapters/lora.hpp"
-#include "../core/dtype.hpp"
-#include "../core/executor.hpp"
-#include "../core/result.hpp"
-#include "../io/gguf.hpp"
-#include "../model/hparams.hpp"
-#include "gguf_stream.hpp"
-#include "quantize.hpp"
+#include <lamina/config.hpp>
+#include <lamina/core/random.hpp>
+#include <lamina/adapters/lora.hpp>
+#include <lamina/core/dtype.hpp>
+#include <lamina/core/executor.hpp>
+#include <lamina/core/result.hpp>
+#include <lamina/io/gguf.hpp>
+#include <lamina/model/hparams.hpp>
+#include <lamina/io/gguf_stream.hpp>
+#include <lamina/quant/quantize_model.hpp>
 
 #include <chrono>
 #include <cmath>

@@ -1,4 +1,4 @@
-// lamina/tools/lora_tools.hpp — LoRA adapters turned into files: a stack merged into a model's
+// examples/cli/lora_tools.hpp — LoRA adapters turned into files: a stack merged into a model's
 // weights (`lamina lora merge`), and several adapters combined into one (`lamina lora combine`,
 // Hugging Face PEFT's add_weighted_adapter over whole adapters).
 //
@@ -17,19 +17,19 @@
 // nlohmann/json, as adapters/peft.hpp does.
 #pragma once
 
-#include "../config.hpp"
-#include "../adapters/combine.hpp"
-#include "../adapters/lora_load.hpp"
-#include "../adapters/peft.hpp"
-#include "../core/executor.hpp"
-#include "../core/file_io.hpp"
-#include "../core/result.hpp"
-#include "../io/gguf.hpp"
-#include "../io/safetensors.hpp"
-#include "../quant/quant.hpp"
-#include "../session.hpp"
-#include "gguf_stream.hpp"
-#include "quantize.hpp"
+#include <lamina/config.hpp>
+#include <lamina/adapters/combine.hpp>
+#include <lamina/adapters/lora_load.hpp>
+#include <lamina/adapters/peft.hpp>
+#include <lamina/core/executor.hpp>
+#include <lamina/core/file_io.hpp>
+#include <lamina/core/result.hpp>
+#include <lamina/io/gguf.hpp>
+#include <lamina/io/safetensors.hpp>
+#include <lamina/quant/quant.hpp>
+#include <lamina/session.hpp>
+#include <lamina/io/gguf_stream.hpp>
+#include <lamina/quant/quantize_model.hpp>
 
 #include <nlohmann/json.hpp>
 

@@ -1,4 +1,4 @@
-// lamina/tools/gguf_stream.hpp — writing a GGUF file tensor by tensor, without holding it in memory.
+// lamina/io/gguf_stream.hpp — writing a GGUF file tensor by tensor, without holding it in memory.
 //
 // gguf::Writer copies every tensor into memory before it writes; that is fine for adapters and
 // test models, not for a 2-4 GB model. A StreamWriter instead takes the metadata and the table
@@ -23,7 +23,7 @@
 #include "../core/file_io.hpp"
 #include "../core/result.hpp"
 #include "../core/tensor.hpp"
-#include "../io/gguf.hpp"
+#include "gguf.hpp"
 
 #include <cstdint>
 #include <string>

@@ -1,4 +1,4 @@
-// lamina/tools/quantize.hpp — converting a GGUF model to another weight type, as llama-quantize does.
+// lamina/quant/quantize_model.hpp — converting a GGUF model to another weight type, as llama-quantize does.
 //
 //   lamina::QuantizeOptions options;
 //   options.file_type = *lamina::parse_file_type("q4_k_m");
@@ -26,8 +26,8 @@
 #include "../core/executor.hpp"
 #include "../core/result.hpp"
 #include "../io/gguf.hpp"
-#include "../quant/quant.hpp"
-#include "gguf_stream.hpp"
+#include "quant.hpp"
+#include "../io/gguf_stream.hpp"
 
 #include <algorithm>
 #include <atomic>

@@ -1,4 +1,4 @@
-// lamina/tools/bench.hpp — prompt and generation throughput, measured the way llama-bench does.
+// examples/cli/bench.hpp — prompt and generation throughput, measured the way llama-bench does.
 //
 //   lamina::BenchOptions options;
 //   options.prompt_tokens = 256;   // "pp256": one batch of 256 tokens from an empty context
@@ -16,12 +16,12 @@
 // The report gives the mean and the sample standard deviation of the runs' tokens/s.
 #pragma once
 
-#include "../config.hpp"
-#include "../core/dtype.hpp"
-#include "../core/result.hpp"
-#include "../io/gguf.hpp"
-#include "../kernels/cpu/arch.hpp"
-#include "../session.hpp"
+#include <lamina/config.hpp>
+#include <lamina/core/dtype.hpp>
+#include <lamina/core/result.hpp>
+#include <lamina/io/gguf.hpp>
+#include <lamina/kernels/cpu/arch.hpp>
+#include <lamina/session.hpp>
 
 #include <algorithm>
 #include <chrono>
