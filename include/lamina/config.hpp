@@ -35,30 +35,68 @@
 #  define LAMINA_CPU_DISPATCH 0
 #endif
 
+// LAMINA_SEPARATE_IMPLEMENTATION: 1 to compile lamina's heavy functions (loading, the forward
+// pass, the session, the tokenizer, generation, the kernel tables) in one file of the program
+// instead of in every file that calls them, as stb's libraries do. Every file of the program
+// sets it (on the command line); the headers then only declare those functions, and exactly one
+// file defines LAMINA_IMPLEMENTATION before its first lamina include to compile them:
+//   // lamina_implementation.cpp
+//   #define LAMINA_IMPLEMENTATION
+//   #include <lamina/lamina.hpp>
+// Default 0: every function is inline and compiled where it is called (header-only).
+// Defining LAMINA_IMPLEMENTATION sets it to 1 unless it is defined.
+#ifndef LAMINA_SEPARATE_IMPLEMENTATION
+#  ifdef LAMINA_IMPLEMENTATION
+#    define LAMINA_SEPARATE_IMPLEMENTATION 1
+#  else
+#    define LAMINA_SEPARATE_IMPLEMENTATION 0
+#  endif
+#endif
+#if defined(LAMINA_IMPLEMENTATION) && !LAMINA_SEPARATE_IMPLEMENTATION
+#  error "LAMINA_IMPLEMENTATION compiles the functions that LAMINA_SEPARATE_IMPLEMENTATION=1 leaves out; it is 0 here"
+#endif
+
 // The ABI namespace. lamina's names live in an inline namespace of lamina named after the
-// version and the knobs that change code or class layouts: lamina::abi_v0_1_0_a1_t1_d0::Session
-// for version 0.1.0 with LAMINA_ENABLE_ASSERTS 1, LAMINA_THREADS 1, LAMINA_CPU_DISPATCH 0.
-// Programs still write lamina::Session. Two files compiled with different knobs then use
-// different names, so a program that passes lamina's objects from one to the other fails to
-// link instead of mixing two layouts or two bodies of one inline function. Keep the knobs the
-// same in every file of a program, lamina's kernel files (src/lamina_cpu_*.cpp) included.
+// version and the knobs that change code or class layouts: lamina::abi_v0_1_0_a1_t1_d0_s0::Session
+// for version 0.1.0 with LAMINA_ENABLE_ASSERTS 1, LAMINA_THREADS 1, LAMINA_CPU_DISPATCH 0 and
+// LAMINA_SEPARATE_IMPLEMENTATION 0. Programs still write lamina::Session. Two files compiled
+// with different knobs then use different names, so a program that passes lamina's objects from
+// one to the other fails to link instead of mixing two layouts or two bodies of one inline
+// function. Keep the knobs the same in every file of a program, lamina's kernel files
+// (src/lamina_cpu_*.cpp) included.
 // LAMINA_NAMESPACE_BEGIN / LAMINA_NAMESPACE_END open and close it in lamina's headers.
-#if LAMINA_ENABLE_ASSERTS && LAMINA_THREADS && LAMINA_CPU_DISPATCH
-#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a1_t1_d1
-#elif LAMINA_ENABLE_ASSERTS && LAMINA_THREADS
-#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a1_t1_d0
-#elif LAMINA_ENABLE_ASSERTS && LAMINA_CPU_DISPATCH
-#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a1_t0_d1
-#elif LAMINA_ENABLE_ASSERTS
-#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a1_t0_d0
-#elif LAMINA_THREADS && LAMINA_CPU_DISPATCH
-#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a0_t1_d1
-#elif LAMINA_THREADS
-#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a0_t1_d0
-#elif LAMINA_CPU_DISPATCH
-#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a0_t0_d1
-#else
-#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a0_t0_d0
+#if LAMINA_ENABLE_ASSERTS && LAMINA_THREADS && LAMINA_CPU_DISPATCH && LAMINA_SEPARATE_IMPLEMENTATION
+#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a1_t1_d1_s1
+#elif LAMINA_ENABLE_ASSERTS && LAMINA_THREADS && !LAMINA_CPU_DISPATCH && LAMINA_SEPARATE_IMPLEMENTATION
+#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a1_t1_d0_s1
+#elif LAMINA_ENABLE_ASSERTS && !LAMINA_THREADS && LAMINA_CPU_DISPATCH && LAMINA_SEPARATE_IMPLEMENTATION
+#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a1_t0_d1_s1
+#elif LAMINA_ENABLE_ASSERTS && !LAMINA_THREADS && !LAMINA_CPU_DISPATCH && LAMINA_SEPARATE_IMPLEMENTATION
+#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a1_t0_d0_s1
+#elif !LAMINA_ENABLE_ASSERTS && LAMINA_THREADS && LAMINA_CPU_DISPATCH && LAMINA_SEPARATE_IMPLEMENTATION
+#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a0_t1_d1_s1
+#elif !LAMINA_ENABLE_ASSERTS && LAMINA_THREADS && !LAMINA_CPU_DISPATCH && LAMINA_SEPARATE_IMPLEMENTATION
+#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a0_t1_d0_s1
+#elif !LAMINA_ENABLE_ASSERTS && !LAMINA_THREADS && LAMINA_CPU_DISPATCH && LAMINA_SEPARATE_IMPLEMENTATION
+#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a0_t0_d1_s1
+#elif !LAMINA_ENABLE_ASSERTS && !LAMINA_THREADS && !LAMINA_CPU_DISPATCH && LAMINA_SEPARATE_IMPLEMENTATION
+#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a0_t0_d0_s1
+#elif LAMINA_ENABLE_ASSERTS && LAMINA_THREADS && LAMINA_CPU_DISPATCH && !LAMINA_SEPARATE_IMPLEMENTATION
+#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a1_t1_d1_s0
+#elif LAMINA_ENABLE_ASSERTS && LAMINA_THREADS && !LAMINA_CPU_DISPATCH && !LAMINA_SEPARATE_IMPLEMENTATION
+#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a1_t1_d0_s0
+#elif LAMINA_ENABLE_ASSERTS && !LAMINA_THREADS && LAMINA_CPU_DISPATCH && !LAMINA_SEPARATE_IMPLEMENTATION
+#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a1_t0_d1_s0
+#elif LAMINA_ENABLE_ASSERTS && !LAMINA_THREADS && !LAMINA_CPU_DISPATCH && !LAMINA_SEPARATE_IMPLEMENTATION
+#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a1_t0_d0_s0
+#elif !LAMINA_ENABLE_ASSERTS && LAMINA_THREADS && LAMINA_CPU_DISPATCH && !LAMINA_SEPARATE_IMPLEMENTATION
+#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a0_t1_d1_s0
+#elif !LAMINA_ENABLE_ASSERTS && LAMINA_THREADS && !LAMINA_CPU_DISPATCH && !LAMINA_SEPARATE_IMPLEMENTATION
+#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a0_t1_d0_s0
+#elif !LAMINA_ENABLE_ASSERTS && !LAMINA_THREADS && LAMINA_CPU_DISPATCH && !LAMINA_SEPARATE_IMPLEMENTATION
+#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a0_t0_d1_s0
+#elif !LAMINA_ENABLE_ASSERTS && !LAMINA_THREADS && !LAMINA_CPU_DISPATCH && !LAMINA_SEPARATE_IMPLEMENTATION
+#  define LAMINA_ABI_NAMESPACE abi_v0_1_0_a0_t0_d0_s0
 #endif
 #define LAMINA_NAMESPACE_BEGIN \
   namespace lamina {           \

@@ -20,8 +20,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/script_support.sh"  # root, work, pass, f
 # Symbols every C++ object with exception tables may define: the personality routine's
 # reference, a hidden weak data symbol that only points at the one in the C++ runtime.
 allowed='^DW\.ref\.__gxx_personality_v0$'
-# The ABI namespace's part of a mangled name: its length and name, abi_v0_1_0_a1_t1_d1 and the like.
-abi='[0-9]+abi_v[0-9_]+_a[01]_t[01]_d[01]'
+# The ABI namespace's part of a mangled name: its length and name, abi_v0_1_0_a1_t1_d1_s0 and the like.
+abi='[0-9]+abi_v[0-9_]+_a[01]_t[01]_d[01]_s[01]'
 
 for compiler in g++ clang++; do
   if ! command -v "$compiler" >/dev/null 2>&1; then
@@ -38,7 +38,7 @@ for compiler in g++ clang++; do
         continue
       fi
       # Defined symbols of types T/W/V/u/B/D/R/i (lowercase: local), by their mangled names:
-      # _ZN6lamina19abi_v0_1_0_a1_t1_d13cpu4avx2... (the ABI namespace of config.hpp; K: a const
+      # _ZN6lamina22abi_v0_1_0_a1_t1_d1_s03cpu4avx2... (the ABI namespace of config.hpp; K: a const
       # member; each Z: an entity local to a function, such as a lambda in a lambda; GV: a
       # static's guard).
       external=$(nm --defined-only "$object" | awk '$2 ~ /^[TWVuBDRi]$/ { print $3 }')

@@ -8,8 +8,11 @@
 #     includes, with g++ and clang++, with LAMINA_CPU_DISPATCH 0 and 1 and LAMINA_THREADS 0.
 #     Helpers such as LAMINA_CPU_INLINE must be #undef'd where they are used.
 #   - Two files compiled with different knobs (LAMINA_ENABLE_ASSERTS, LAMINA_THREADS,
-#     LAMINA_CPU_DISPATCH) that pass a lamina object between them fail to link (the ABI
-#     namespace of config.hpp), and link when the knobs agree.
+#     LAMINA_CPU_DISPATCH, LAMINA_SEPARATE_IMPLEMENTATION) that pass a lamina object between
+#     them fail to link (the ABI namespace of config.hpp), and link when the knobs agree.
+#   - LAMINA_SEPARATE_IMPLEMENTATION=1: README's embedding example does not link without the
+#     file that defines LAMINA_IMPLEMENTATION (its heavy functions really are elsewhere), links
+#     with it, and writes the same text on the demo model as the plain header-only build.
 #
 # usage: tests/scripts/test_headers.sh     prints one line per check, then "N passed, M failed"
 set -uo pipefail
@@ -56,14 +59,15 @@ macro_names() { awk '{ print $2 }' | sed 's/(.*//' | sort -u; }
 for compiler in g++ clang++; do
   command -v "$compiler" >/dev/null 2>&1 || { fail "$compiler" "not installed"; continue; }
   "$compiler" -std=c++17 -dM -E "$work/system.cpp" | macro_names >"$work/system-macros"
-  for knobs in "" "-DLAMINA_CPU_DISPATCH=1" "-DLAMINA_THREADS=0"; do
+  for knobs in "" "-DLAMINA_CPU_DISPATCH=1" "-DLAMINA_THREADS=0" "-DLAMINA_SEPARATE_IMPLEMENTATION=1" "-DLAMINA_IMPLEMENTATION"; do
     name="$compiler ${knobs:-(defaults)}"
     # shellcheck disable=SC2086  # $knobs is zero or one flag
     if ! "$compiler" -std=c++17 $knobs -I "$root/include" -dM -E "$work/all.cpp" 2>"$work/err" | macro_names >"$work/macros"; then
       fail "$name" "does not preprocess: $(head -c 300 "$work/err")"
       continue
     fi
-    comm -23 "$work/macros" "$work/system-macros" >"$work/left"
+    # The program's own definition of LAMINA_IMPLEMENTATION is not the headers'.
+    comm -23 "$work/macros" "$work/system-macros" | grep -vx 'LAMINA_IMPLEMENTATION' >"$work/left"
     extra=$(comm -23 "$work/left" "$work/allowed" | tr '\n' ' ')
     missing=$(comm -13 "$work/left" "$work/allowed" | tr '\n' ' ')
     if [ -n "$extra" ] || [ -n "$missing" ]; then
@@ -98,7 +102,7 @@ link_pair() {  # KNOBS_OF_DEFINE KNOBS_OF_USE -> status of compiling and linking
     g++ "$work/define.o" "$work/use.o" -o "$work/pair" 2>"$work/link-err" && "$work/pair"
 }
 if link_pair "" ""; then pass "two files with the same knobs link"; else fail "same knobs" "do not link: $(head -c 300 "$work/link-err")"; fi
-for knob in LAMINA_ENABLE_ASSERTS=0 LAMINA_THREADS=0 LAMINA_CPU_DISPATCH=1; do
+for knob in LAMINA_ENABLE_ASSERTS=0 LAMINA_THREADS=0 LAMINA_CPU_DISPATCH=1 LAMINA_SEPARATE_IMPLEMENTATION=1; do
   if link_pair "-D$knob" "" 2>/dev/null; then
     fail "$knob in one file only" "the two files linked"
   elif grep -q "undefined reference" "$work/link-err"; then
@@ -107,5 +111,38 @@ for knob in LAMINA_ENABLE_ASSERTS=0 LAMINA_THREADS=0 LAMINA_CPU_DISPATCH=1; do
     fail "$knob in one file only" "failed, but not at the link: $(head -c 300 "$work/link-err")"
   fi
 done
+
+# --- LAMINA_SEPARATE_IMPLEMENTATION ---------------------------------------------------------
+awk '/^## Library API/ { in_section = 1 } in_section && /^```cpp/ { in_block = 1; next }
+     in_block && /^```/ { exit } in_block { print }' "$root/README.md" >"$work/example.cpp"
+printf '#define LAMINA_IMPLEMENTATION\n#include <lamina/lamina.hpp>\n' >"$work/implementation.cpp"
+build() {  # OUTPUT FLAGS... SOURCES...: -O0 keeps this step short
+  local output=$1
+  shift
+  g++ -std=c++17 -O0 -Wall -Wextra -Wpedantic -Werror -I "$root/include" "$@" -o "$output" -pthread 2>"$work/err"
+}
+separate=-DLAMINA_SEPARATE_IMPLEMENTATION=1
+if build "$work/example-alone" "$separate" "$work/example.cpp"; then
+  fail "separate implementation" "the example linked without the implementation file"
+elif ! grep -q "undefined reference" "$work/err"; then
+  fail "separate implementation" "the example failed, but not at the link: $(head -c 300 "$work/err")"
+elif ! build "$work/example-separate" "$separate" "$work/example.cpp" "$work/implementation.cpp"; then
+  fail "separate implementation" "example + implementation file do not build: $(head -c 300 "$work/err")"
+elif ! build "$work/example-plain" "$work/example.cpp"; then
+  fail "separate implementation" "the plain example does not build: $(head -c 300 "$work/err")"
+else
+  mkdir -p "$work/run"
+  ln -sf "$root/models/demo/fortunes-demo.gguf" "$work/run/model.gguf"
+  (cd "$work/run" && "$work/example-separate" >"$work/separate.txt" 2>&1) &&
+    (cd "$work/run" && "$work/example-plain" >"$work/plain.txt" 2>&1)
+  status=$?
+  if [ $status -ne 0 ]; then
+    fail "separate implementation" "the example failed on the demo model: $(head -c 300 "$work/separate.txt" "$work/plain.txt")"
+  elif [ ! -s "$work/plain.txt" ] || ! cmp -s "$work/plain.txt" "$work/separate.txt"; then
+    fail "separate implementation" "the two builds wrote different text: $(head -c 200 "$work/separate.txt") / $(head -c 200 "$work/plain.txt")"
+  else
+    pass "separate implementation: the example needs the LAMINA_IMPLEMENTATION file, and writes what the plain build writes ($(wc -c <"$work/plain.txt") bytes)"
+  fi
+fi
 
 finish

@@ -88,6 +88,8 @@
 #include <string_view>
 #include <vector>
 
+#include "../core/definitions_begin.inl"
+
 LAMINA_NAMESPACE_BEGIN
 namespace lora {
 
@@ -457,7 +459,9 @@ inline Result<void> check_combine_arguments(const std::vector<CombineInput>& inp
 // Errors (nothing is thrown): no inputs, a null or malformed input, inputs adapting weights of
 // different shapes, unequal ranks for a method other than cat and svd, a density outside (0, 1]
 // for a pruning method, an svd_clamp outside [0, 1], NaN or infinity anywhere in the inputs.
-inline Result<LowRankFactors> combine(const std::vector<CombineInput>& inputs, const CombineOptions& options) {
+LAMINA_DETAIL_API Result<LowRankFactors> combine(const std::vector<CombineInput>& inputs, const CombineOptions& options);
+#if LAMINA_DETAIL_DEFINITIONS
+LAMINA_DETAIL_API Result<LowRankFactors> combine(const std::vector<CombineInput>& inputs, const CombineOptions& options) {
   LAMINA_TRY(detail::check_combine_arguments(inputs, options));
   if (inputs.size() == 1) {
     CombineOptions linear = options;
@@ -475,6 +479,9 @@ inline Result<LowRankFactors> combine(const std::vector<CombineInput>& inputs, c
   }
   return fail(ErrorCode::invalid_argument, "combine: unknown method");
 }
+#endif
 
 }  // namespace lora
 LAMINA_NAMESPACE_END
+
+#include "../core/definitions_end.inl"

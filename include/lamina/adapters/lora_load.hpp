@@ -27,6 +27,8 @@
 #include <utility>
 #include <vector>
 
+#include "../core/definitions_begin.inl"
+
 LAMINA_NAMESPACE_BEGIN
 
 // One matrix of an adapter as read from a file, before checking: delta W = scaling * B A.
@@ -255,8 +257,11 @@ inline Result<std::vector<float>> tensor_to_f32(const gguf::File& file, const gg
 // Reads a LoRA adapter in llama.cpp's GGUF format (general.type = adapter, adapter.type = lora,
 // adapter.lora.alpha; tensors blk.N.<matrix>.weight.lora_a [rank, in] and .lora_b [out, rank])
 // and checks it against the model. alpha 0 (or absent) means scaling 1, as llama.cpp does.
-inline Result<std::shared_ptr<const LoraAdapter>> load_gguf_adapter(const gguf::File& file, const ModelHparams& hparams,
-                                                                     const ModelWeights& weights) {
+LAMINA_DETAIL_API Result<std::shared_ptr<const LoraAdapter>> load_gguf_adapter(const gguf::File& file, const ModelHparams& hparams,
+                                                                                const ModelWeights& weights);
+#if LAMINA_DETAIL_DEFINITIONS
+LAMINA_DETAIL_API Result<std::shared_ptr<const LoraAdapter>> load_gguf_adapter(const gguf::File& file, const ModelHparams& hparams,
+                                                                                const ModelWeights& weights) {
   Result<std::string> general_type = file.get_string_or("general.type", "adapter");
   if (!general_type) return general_type.take_error();
   if (*general_type != "adapter") {
@@ -336,13 +341,18 @@ inline Result<std::shared_ptr<const LoraAdapter>> load_gguf_adapter(const gguf::
   if (factors.empty()) return fail(ErrorCode::invalid_format, file.name() + ": the adapter holds no lora_a / lora_b tensors");
   return build_adapter(file.name(), hparams, weights, std::move(factors));
 }
+#endif
 
-inline Result<std::shared_ptr<const LoraAdapter>> load_gguf_adapter(const std::string& path, const ModelHparams& hparams,
-                                                                     const ModelWeights& weights) {
+LAMINA_DETAIL_API Result<std::shared_ptr<const LoraAdapter>> load_gguf_adapter(const std::string& path, const ModelHparams& hparams,
+                                                                                const ModelWeights& weights);
+#if LAMINA_DETAIL_DEFINITIONS
+LAMINA_DETAIL_API Result<std::shared_ptr<const LoraAdapter>> load_gguf_adapter(const std::string& path, const ModelHparams& hparams,
+                                                                                const ModelWeights& weights) {
   Result<gguf::File> file = gguf::File::open(path);
   if (!file) return file.take_error();
   return load_gguf_adapter(*file, hparams, weights);
 }
+#endif
 
 // Reads a LoRA adapter in llama.cpp's GGUF format and checks it against `model`. (PEFT
 // directories: lamina::peft::load_adapter in <lamina/adapters/peft.hpp>.)
@@ -446,3 +456,5 @@ inline Result<std::unique_ptr<MergedWeights>> merge_weights(Executor& executor, 
 }
 
 LAMINA_NAMESPACE_END
+
+#include "../core/definitions_end.inl"

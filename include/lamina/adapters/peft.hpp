@@ -31,6 +31,8 @@
 #include <utility>
 #include <vector>
 
+#include "../core/definitions_begin.inl"
+
 LAMINA_NAMESPACE_BEGIN
 namespace peft {
 
@@ -109,8 +111,11 @@ inline Result<float> module_scaling(const AdapterConfig& config, const RankAlpha
 
 // Reads the PEFT directory `directory` and checks it against the model (`hparams`, `weights`).
 // Errors name adapter_config.json and its key, or adapter_model.safetensors and its tensor.
-inline Result<std::shared_ptr<const LoraAdapter>> load_peft_adapter(const std::string& directory, const ModelHparams& hparams,
-                                                                     const ModelWeights& weights) {
+LAMINA_DETAIL_API Result<std::shared_ptr<const LoraAdapter>> load_peft_adapter(const std::string& directory, const ModelHparams& hparams,
+                                                                                const ModelWeights& weights);
+#if LAMINA_DETAIL_DEFINITIONS
+LAMINA_DETAIL_API Result<std::shared_ptr<const LoraAdapter>> load_peft_adapter(const std::string& directory, const ModelHparams& hparams,
+                                                                                const ModelWeights& weights) {
   // The config's patterns are compiled once, here, and matched against each module with a bound
   // on the work (io/peft_config.hpp).
   ModuleMatcher matcher;
@@ -237,12 +242,18 @@ inline Result<std::shared_ptr<const LoraAdapter>> load_peft_adapter(const std::s
   }
   return build_adapter(directory, hparams, weights, std::move(factors));
 }
+#endif
 
 // A PEFT directory or a GGUF adapter file, whichever `path` is.
-inline Result<std::shared_ptr<const LoraAdapter>> load_adapter(const Model& model, const std::string& path) {
+LAMINA_DETAIL_API Result<std::shared_ptr<const LoraAdapter>> load_adapter(const Model& model, const std::string& path);
+#if LAMINA_DETAIL_DEFINITIONS
+LAMINA_DETAIL_API Result<std::shared_ptr<const LoraAdapter>> load_adapter(const Model& model, const std::string& path) {
   if (detail::is_directory(path)) return load_peft_adapter(path, model.hparams(), model.weights());
   return load_gguf_adapter(model, path);
 }
+#endif
 
 }  // namespace peft
 LAMINA_NAMESPACE_END
+
+#include "../core/definitions_end.inl"

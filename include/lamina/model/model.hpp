@@ -18,6 +18,8 @@
 #include <string>
 #include <utility>
 
+#include "../core/definitions_begin.inl"
+
 LAMINA_NAMESPACE_BEGIN
 
 struct ModelParams {
@@ -27,33 +29,9 @@ struct ModelParams {
 class Model {
  public:
   // Maps `path` and binds its weights in place. Errors name the file and the tensor or key.
-  static Result<std::shared_ptr<const Model>> load(const std::string& path, const ModelParams& params = {}) {
-    Result<gguf::File> file = gguf::File::open(path);
-    if (!file) return file.take_error();
-    return from_file(std::move(*file), params);
-  }
-
-  static Result<std::shared_ptr<const Model>> from_file(gguf::File file, const ModelParams& params = {}) {
-    std::shared_ptr<Model> model(new Model());
-    model->file_ = std::move(file);
-    Result<ModelHparams> hparams = read_hparams(model->file_);
-    if (!hparams) return hparams.take_error();
-    model->hparams_ = std::move(*hparams);
-    Result<ModelWeights> weights = bind_weights(model->file_, model->hparams_);
-    if (!weights) return weights.take_error();
-    model->weights_ = std::move(*weights);
-    if (params.load_tokenizer) {
-      Result<Tokenizer> tokenizer = Tokenizer::from_gguf(model->file_);
-      if (!tokenizer) return tokenizer.take_error();
-      if (tokenizer->vocab_size() != model->hparams_.vocab_size) {
-        return fail(ErrorCode::invalid_format, model->file_.name() + ": the tokenizer has " +
-                                                   std::to_string(tokenizer->vocab_size()) + " tokens, token_embd.weight " +
-                                                   std::to_string(model->hparams_.vocab_size) + " rows");
-      }
-      model->tokenizer_ = std::make_shared<const Tokenizer>(std::move(*tokenizer));
-    }
-    return std::shared_ptr<const Model>(std::move(model));
-  }
+  static Result<std::shared_ptr<const Model>> load(const std::string& path, const ModelParams& params = {});
+  // The same for a file already open.
+  static Result<std::shared_ptr<const Model>> from_file(gguf::File file, const ModelParams& params = {});
 
   const gguf::File& file() const { return file_; }
   const ModelHparams& hparams() const { return hparams_; }
@@ -70,4 +48,36 @@ class Model {
   std::shared_ptr<const Tokenizer> tokenizer_;
 };
 
+#if LAMINA_DETAIL_DEFINITIONS
+LAMINA_DETAIL_API Result<std::shared_ptr<const Model>> Model::load(const std::string& path, const ModelParams& params) {
+  Result<gguf::File> file = gguf::File::open(path);
+  if (!file) return file.take_error();
+  return from_file(std::move(*file), params);
+}
+
+LAMINA_DETAIL_API Result<std::shared_ptr<const Model>> Model::from_file(gguf::File file, const ModelParams& params) {
+  std::shared_ptr<Model> model(new Model());
+  model->file_ = std::move(file);
+  Result<ModelHparams> hparams = read_hparams(model->file_);
+  if (!hparams) return hparams.take_error();
+  model->hparams_ = std::move(*hparams);
+  Result<ModelWeights> weights = bind_weights(model->file_, model->hparams_);
+  if (!weights) return weights.take_error();
+  model->weights_ = std::move(*weights);
+  if (params.load_tokenizer) {
+    Result<Tokenizer> tokenizer = Tokenizer::from_gguf(model->file_);
+    if (!tokenizer) return tokenizer.take_error();
+    if (tokenizer->vocab_size() != model->hparams_.vocab_size) {
+      return fail(ErrorCode::invalid_format, model->file_.name() + ": the tokenizer has " +
+                                                 std::to_string(tokenizer->vocab_size()) + " tokens, token_embd.weight " +
+                                                 std::to_string(model->hparams_.vocab_size) + " rows");
+    }
+    model->tokenizer_ = std::make_shared<const Tokenizer>(std::move(*tokenizer));
+  }
+  return std::shared_ptr<const Model>(std::move(model));
+}
+#endif  // LAMINA_DETAIL_DEFINITIONS
+
 LAMINA_NAMESPACE_END
+
+#include "../core/definitions_end.inl"

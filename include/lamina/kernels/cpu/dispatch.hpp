@@ -8,6 +8,8 @@
 //   - LAMINA_CPU_DISPATCH=1 (the CMake target and the meson dependency): src/lamina_cpu_*.cpp
 //     compile them once for the whole program, and this header only declares them; a program
 //     of many translation units then compiles the kernels once instead of in each file.
+//   - LAMINA_SEPARATE_IMPLEMENTATION=1 (config.hpp): the file that defines LAMINA_IMPLEMENTATION
+//     compiles them (unless LAMINA_CPU_DISPATCH=1), and the other files only declare them.
 // Elsewhere the scalar table is the only one.
 #pragma once
 
@@ -19,7 +21,7 @@
 #include <cstdlib>
 
 #if defined(__x86_64__) || defined(_M_X64)
-#  if LAMINA_CPU_DISPATCH
+#  if LAMINA_CPU_DISPATCH || (LAMINA_SEPARATE_IMPLEMENTATION && !defined(LAMINA_IMPLEMENTATION))
 LAMINA_NAMESPACE_BEGIN
 namespace cpu {
 namespace sse2 { const CpuKernels& kernel_table(); }
@@ -28,7 +30,11 @@ namespace avx512 { const CpuKernels& kernel_table(); }
 }  // namespace cpu
 LAMINA_NAMESPACE_END
 #  else
-#    define LAMINA_CPU_TABLE_LINKAGE inline
+#    if LAMINA_SEPARATE_IMPLEMENTATION
+#      define LAMINA_CPU_TABLE_LINKAGE  // compiled once, here
+#    else
+#      define LAMINA_CPU_TABLE_LINKAGE inline
+#    endif
 #    define LAMINA_CPU_TARGET 1
 #    include "instantiate.hpp"
 #    define LAMINA_CPU_TARGET 2
