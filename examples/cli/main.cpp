@@ -13,6 +13,7 @@
 //   lamina lora merge   -m BASE.gguf --lora PATH[:SCALE]... -o OUT.gguf [--type TYPE] [-t N]           (lora.cpp)
 //   lamina lora combine -m BASE.gguf --lora PATH[:WEIGHT]... --method METHOD -o OUT [--rank R] [--density D] [--seed S]
 #include "cli_common.hpp"
+#include "tokenizer_test_cases.hpp"
 
 #include <lamina/lamina.hpp>
 
@@ -259,7 +260,7 @@ int run_tokenize(int argc, char** argv) {
     case_options.add_bos = 0;
     case_options.add_eos = 0;
     case_options.parse_special = arguments->has("--parse-special");
-    for (const std::string& test_case : lamina::split_tokenizer_test_cases(text)) {
+    for (const std::string& test_case : lamina_cli::split_tokenizer_test_cases(text)) {
       lamina::Result<std::vector<lamina::Token>> ids = tokenizer->encode(test_case, case_options);
       if (!ids) return report(ids.error());
       print_ids(*ids);

@@ -12,6 +12,7 @@
 //   adapters/ LoRA adapters: GGUF loading, per-sequence stacks, merging (PEFT directories:
 //             <lamina/adapters/peft.hpp>, which needs nlohmann/json)
 //   session   Model (shared, immutable) and Session (KV cache + sampler, one step per call)
+//   generate  the generation loop: generate(), with streaming and stop strings
 #pragma once
 
 #include "config.hpp"
@@ -48,3 +49,4 @@
 #include "text/tokenizer.hpp"
 
 #include "session.hpp"
+#include "generate.hpp"

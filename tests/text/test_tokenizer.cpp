@@ -3,6 +3,7 @@
 // special tokens, invalid input, and small vocabularies built in memory.
 #include <lamina/text/tokenizer.hpp>
 #include <lamina/text/unicode.hpp>
+#include <cli/tokenizer_test_cases.hpp>
 
 #include <doctest/doctest.h>
 
@@ -247,7 +248,7 @@ TEST_CASE("unicode: invalid UTF-8 is found at the right byte offset") {
 // The .inp test-file format.
 
 TEST_CASE("split_tokenizer_test_cases reads the file as llama.cpp's test-tokenizer-0 does") {
-  using lamina::split_tokenizer_test_cases;
+  using lamina_cli::split_tokenizer_test_cases;
   CHECK(split_tokenizer_test_cases("") == std::vector<std::string>{});
   CHECK(split_tokenizer_test_cases("a\n__ggml_vocab_test__\n") == std::vector<std::string>{"a"});
   CHECK(split_tokenizer_test_cases("a\n__ggml_vocab_test__\n\n__ggml_vocab_test__\n \n__ggml_vocab_test__\n") ==
@@ -269,7 +270,7 @@ TEST_CASE("tokenizer: llama.cpp's test vectors give exactly the expected ids") {
       lamina::Result<Tokenizer> tokenizer = load_tokenizer(name);
       REQUIRE_MESSAGE(tokenizer.ok(), tokenizer.error().message);
       const std::vector<std::string> cases =
-          lamina::split_tokenizer_test_cases(lamina_test::read_text_file(lamina_test::shared_path(path + ".inp")));
+          lamina_cli::split_tokenizer_test_cases(lamina_test::read_text_file(lamina_test::shared_path(path + ".inp")));
       const std::vector<std::string> expected_lines = split_lines(lamina_test::read_text_file(lamina_test::shared_path(path + ".out")));
       REQUIRE(cases.size() == expected_lines.size());
       REQUIRE(cases.size() >= 40);
