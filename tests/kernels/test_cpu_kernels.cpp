@@ -223,30 +223,40 @@ TEST_CASE("attention kernels agree with the scalar reference (F16 and F32 cache,
   for (std::size_t i = 0; i < keys_f32.size(); ++i) keys_f16[i] = lamina::f32_to_f16(keys_f32[i]), values_f16[i] = lamina::f32_to_f16(values_f32[i]);
   const std::vector<std::uint32_t> cells = {3, 0, 40, 17, 18, 5, 9};  // any subset, any order
   for (bool f16 : {true, false}) {
-    std::vector<float> expected(groups * head_size), scores(groups * cells.size());
-    lamina::cpu::AttentionTask task;
-    task.queries = queries.data();
-    task.query_count = groups;
-    task.head_size = head_size;
+    CAPTURE(f16);
     // The second KV head of each cell: offset by head_size elements.
-    task.keys = f16 ? reinterpret_cast<const std::uint8_t*>(keys_f16.data() + head_size) : reinterpret_cast<const std::uint8_t*>(keys_f32.data() + head_size);
-    task.values = f16 ? reinterpret_cast<const std::uint8_t*>(values_f16.data() + head_size) : reinterpret_cast<const std::uint8_t*>(values_f32.data() + head_size);
-    task.cell_stride = kv_width * (f16 ? 2 : 4);
-    task.f16_cache = f16;
-    task.cells = cells.data();
-    task.cell_count = cells.size();
-    task.scale = 0.125f;
-    task.scores = scores.data();
-    task.out = expected.data();
-    lamina::cpu::cpu_kernels_for(lamina::CpuArch::scalar)->attention(task);
+    const auto rows = [&](const std::vector<float>& f32, const std::vector<std::uint16_t>& half) {
+      const std::uint8_t* data = f16 ? reinterpret_cast<const std::uint8_t*>(half.data() + head_size)
+                                     : reinterpret_cast<const std::uint8_t*>(f32.data() + head_size);
+      return lamina::cpu::CacheRows{data, kv_width * (f16 ? 2 : 4), f16};
+    };
+    const auto element = [&](const std::vector<float>& f32, const std::vector<std::uint16_t>& half, std::size_t cell, std::size_t i) {
+      const std::size_t at = cell * kv_width + head_size + i;
+      return f16 ? static_cast<double>(lamina::f16_to_f32(half[at])) : static_cast<double>(f32[at]);
+    };
+    // out[h] = sum_c softmax_c(q[h]·k_c / sqrt(head_size)) v_c, in doubles.
+    std::vector<double> expected(groups * head_size, 0.0);
+    for (std::size_t h = 0; h < groups; ++h) {
+      std::vector<double> scores(cells.size());
+      for (std::size_t j = 0; j < cells.size(); ++j) {
+        double dot = 0;
+        for (std::size_t i = 0; i < head_size; ++i) dot += queries[h * head_size + i] * element(keys_f32, keys_f16, cells[j], i);
+        scores[j] = dot / std::sqrt(static_cast<double>(head_size));
+      }
+      const double maximum = *std::max_element(scores.begin(), scores.end());
+      double sum = 0;
+      for (double& score : scores) sum += (score = std::exp(score - maximum));
+      for (std::size_t j = 0; j < cells.size(); ++j) {
+        for (std::size_t i = 0; i < head_size; ++i) expected[h * head_size + i] += scores[j] / sum * element(values_f32, values_f16, cells[j], i);
+      }
+    }
     for (const lamina::cpu::CpuKernels* kernels : available_tables()) {
       const std::string arch = lamina::cpu_arch_name(kernels->arch);
-    CAPTURE(arch);
-      CAPTURE(f16);
-      std::vector<float> got(groups * head_size, -1.0f);
-      task.out = got.data();
-      kernels->attention(task);
-      for (std::size_t i = 0; i < got.size(); ++i) REQUIRE(std::fabs(got[i] - expected[i]) <= 1e-4f * (1.0f + std::fabs(expected[i])));
+      CAPTURE(arch);
+      std::vector<float> got(groups * head_size, -1.0f), scratch(groups * cells.size());
+      lamina::attend(*kernels, queries.data(), groups, head_size, rows(keys_f32, keys_f16), rows(values_f32, values_f16), cells.data(),
+                     cells.size(), scratch.data(), got.data());
+      for (std::size_t i = 0; i < got.size(); ++i) REQUIRE(std::fabs(got[i] - expected[i]) <= 1e-5 * (1.0 + std::fabs(expected[i])));
     }
   }
 }

@@ -375,6 +375,140 @@ inline void find_visible_cells(const Batch& batch, const KvCache& cache, Forward
   }
 }
 
+// What every block of one forward pass reads: the model, the batch, where the results go and
+// what computes them. Built once per forward() call.
+struct ForwardPass {
+  const ModelHparams& hparams;
+  const ModelWeights& weights;
+  const Batch& batch;
+  KvCache& cache;
+  ForwardBuffers& buffers;
+  Executor& executor;
+  const cpu::CpuKernels& kernels;
+  ProjectionHook* projections;  // null: plain matrix products; else LoRA's (model/projection.hpp)
+
+  std::size_t tokens() const { return batch.size(); }
+
+  // y [n_tokens, out] = x [n_tokens, in] · Wᵀ, plus the adapters' changes.
+  void project(std::uint32_t layer_index, Projection projection, const TensorView& weight, const float* x, float* y) const {
+    if (projections != nullptr) {
+      projections->project(executor, kernels, buffers.workspace, layer_index, projection, weight, x, y, tokens());
+    } else {
+      cpu::matmul(executor, kernels, weight, x, y, tokens(), buffers.workspace);
+    }
+  }
+
+  // out [n_tokens, embedding] = rms_norm(x) * weight, row by row.
+  void rms_norm_rows(const float* x, const std::vector<float>& weight, float* out) const {
+    const std::size_t embedding = hparams.embedding_length;
+    for (std::size_t t = 0; t < tokens(); ++t) {
+      kernels.rms_norm(x + t * embedding, weight.data(), out + t * embedding, embedding, hparams.rms_norm_epsilon);
+    }
+  }
+};
+
+// Grouped-query attention for one token and one KV head, over the cache cells the token sees:
+//   out[h] = Σ_c softmax_c(q[h]·k_c / sqrt(head_size)) · v_c     for the query heads h sharing it
+// queries [query_count, head_size]; scores: scratch [query_count, cell_count]; out [query_count, head_size].
+inline void attend(const cpu::CpuKernels& kernels, const float* queries, std::size_t query_count, std::size_t head_size,
+                   cpu::CacheRows keys, cpu::CacheRows values, const std::uint32_t* cells, std::size_t cell_count,
+                   float* scores, float* out) {
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_size));
+  kernels.attention_scores(queries, query_count, head_size, keys, cells, cell_count, scale, scores);
+  for (std::size_t h = 0; h < query_count; ++h) {  // softmax of each head's row of scores
+    float* row = scores + h * cell_count;
+    const float maximum = *std::max_element(row, row + cell_count);
+    const float inverse_sum = 1.0f / kernels.exp_shifted(row, maximum, cell_count);
+    for (std::size_t c = 0; c < cell_count; ++c) row[c] *= inverse_sum;
+  }
+  kernels.attention_values(scores, query_count, head_size, values, cells, cell_count, out);
+}
+
+// x [n_tokens, embedding] += attention(rms_norm(x) * attn_norm) · Wo, for one layer; the
+// batch's keys and values are stored in the cache on the way.
+inline void attention_block(const ForwardPass& pass, std::uint32_t layer_index, float* x) {
+  const ModelHparams& hparams = pass.hparams;
+  const LayerWeights& layer = pass.weights.layers[layer_index];
+  ForwardBuffers& buffers = pass.buffers;
+  const cpu::CpuKernels& kernels = pass.kernels;
+  const std::size_t n_tokens = pass.tokens();
+  const std::size_t head_size = hparams.head_size;
+  const std::size_t heads = hparams.head_count, kv_heads = hparams.head_count_kv;
+  const std::size_t heads_per_kv_head = heads / kv_heads;
+  const std::size_t query_width = hparams.query_width();  // heads × head_size
+  const std::size_t kv_width = hparams.kv_width();        // kv_heads × head_size
+  const std::size_t rope_pairs = hparams.rope_dimension_count / 2;
+  const bool f16_cache = pass.cache.element_type() == DType::f16;
+
+  // q [n_tokens, query_width], k and v [n_tokens, kv_width] from h = rms_norm(x) * attn_norm.
+  pass.rms_norm_rows(x, layer.attention_norm, buffers.normed.data());
+  pass.project(layer_index, Projection::query, layer.query, buffers.normed.data(), buffers.query.data());
+  pass.project(layer_index, Projection::key, layer.key, buffers.normed.data(), buffers.key.data());
+  pass.project(layer_index, Projection::value, layer.value, buffers.normed.data(), buffers.value.data());
+  for (std::size_t t = 0; t < n_tokens; ++t) {
+    float* q = buffers.query.data() + t * query_width;
+    float* k = buffers.key.data() + t * kv_width;
+    float* v = buffers.value.data() + t * kv_width;
+    if (!layer.query_bias.empty()) kernels.add(q, layer.query_bias.data(), query_width);
+    if (!layer.key_bias.empty()) kernels.add(k, layer.key_bias.data(), kv_width);
+    if (!layer.value_bias.empty()) kernels.add(v, layer.value_bias.data(), kv_width);
+    // Rotate q and k by the token's position (the angles were computed once per forward pass).
+    const float* cos_table = buffers.rope_cos.data() + t * rope_pairs;
+    const float* sin_table = buffers.rope_sin.data() + t * rope_pairs;
+    reference::rope_rotate(q, static_cast<int>(heads), static_cast<int>(head_size), static_cast<int>(2 * rope_pairs), cos_table,
+                           sin_table, hparams.rope_style);
+    reference::rope_rotate(k, static_cast<int>(kv_heads), static_cast<int>(head_size), static_cast<int>(2 * rope_pairs), cos_table,
+                           sin_table, hparams.rope_style);
+    // Store k and v in the token's cache cell, where this and later tokens read them.
+    const std::uint32_t cell = buffers.cells[t];
+    if (f16_cache) {
+      kernels.f32_to_f16(k, static_cast<std::uint16_t*>(pass.cache.key(layer_index, cell)), kv_width);
+      kernels.f32_to_f16(v, static_cast<std::uint16_t*>(pass.cache.value(layer_index, cell)), kv_width);
+    } else {
+      std::memcpy(pass.cache.key(layer_index, cell), k, kv_width * sizeof(float));
+      std::memcpy(pass.cache.value(layer_index, cell), v, kv_width * sizeof(float));
+    }
+  }
+
+  // a [n_tokens, query_width]: each token attends to the cells of its sequence at or before its
+  // position (find_visible_cells). One piece of work per (token, KV head) serves all the query
+  // heads that share that KV head. A cell's row of one KV head: KV head h at h × head_size.
+  const std::size_t element_bytes = f16_cache ? 2 : 4;
+  const std::uint8_t* layer_keys = static_cast<const std::uint8_t*>(pass.cache.key(layer_index, 0));
+  const std::uint8_t* layer_values = static_cast<const std::uint8_t*>(pass.cache.value(layer_index, 0));
+  const std::size_t cell_stride = kv_width * element_bytes;
+  parallel_chunks(pass.executor, n_tokens * kv_heads, ForwardBuffers::attention_chunks,
+                  [&](std::size_t chunk, std::size_t begin, std::size_t end) {
+    float* scores = buffers.attention_scores.data() + chunk * heads_per_kv_head * pass.cache.cell_count();
+    for (std::size_t pair = begin; pair < end; ++pair) {
+      const std::size_t t = pair / kv_heads, kv_head = pair % kv_heads;
+      const std::size_t first_head = kv_head * heads_per_kv_head;
+      const cpu::CacheRows keys{layer_keys + kv_head * head_size * element_bytes, cell_stride, f16_cache};
+      const cpu::CacheRows values{layer_values + kv_head * head_size * element_bytes, cell_stride, f16_cache};
+      attend(kernels, buffers.query.data() + t * query_width + first_head * head_size, heads_per_kv_head, head_size, keys, values,
+             buffers.visible_cells.data() + buffers.visible_begin[t], buffers.visible_count[t], scores,
+             buffers.attention.data() + t * query_width + first_head * head_size);
+    }
+  });
+
+  // x += a · Wo
+  pass.project(layer_index, Projection::attention_output, layer.attention_output, buffers.attention.data(), buffers.projected.data());
+  kernels.add(x, buffers.projected.data(), n_tokens * hparams.embedding_length);
+}
+
+// x [n_tokens, embedding] += (silu(h·Wgate) * (h·Wup)) · Wdown with h = rms_norm(x) * ffn_norm
+// (SwiGLU), for one layer. gate and up: [n_tokens, ffn].
+inline void feed_forward_block(const ForwardPass& pass, std::uint32_t layer_index, float* x) {
+  const LayerWeights& layer = pass.weights.layers[layer_index];
+  ForwardBuffers& buffers = pass.buffers;
+  pass.rms_norm_rows(x, layer.ffn_norm, buffers.normed.data());
+  pass.project(layer_index, Projection::ffn_gate, layer.ffn_gate, buffers.normed.data(), buffers.gate.data());
+  pass.project(layer_index, Projection::ffn_up, layer.ffn_up, buffers.normed.data(), buffers.up.data());
+  pass.kernels.silu_mul(buffers.gate.data(), buffers.up.data(), pass.tokens() * pass.hparams.feed_forward_length);
+  pass.project(layer_index, Projection::ffn_down, layer.ffn_down, buffers.gate.data(), buffers.projected.data());
+  pass.kernels.add(x, buffers.projected.data(), pass.tokens() * pass.hparams.embedding_length);
+}
+
 // Runs the model over `batch`, appending its keys and values to `cache`. The logits of the
 // tokens flagged in batch.want_logits land in buffers.logits, one row of vocab floats each, in
 // batch order. `kernels` chooses the instruction set (cpu::cpu_kernels()).
@@ -385,22 +519,10 @@ inline Result<void> forward(const ModelHparams& hparams, const ModelWeights& wei
                             ForwardBuffers& buffers, Executor& executor, std::uint32_t sequence_count,
                             const cpu::CpuKernels& kernels, ProjectionHook* projections = nullptr) {
   LAMINA_TRY(validate_batch(hparams, batch, buffers, sequence_count));
+  const ForwardPass pass{hparams, weights, batch, cache, buffers, executor, kernels, projections};
   const std::size_t n_tokens = batch.size();
   const std::size_t embedding = hparams.embedding_length;
-  const std::size_t query_width = hparams.query_width();
-  const std::size_t kv_width = hparams.kv_width();
-  const std::size_t ffn = hparams.feed_forward_length;
-  const std::size_t head_size = hparams.head_size;
-  const std::size_t heads = hparams.head_count;  // query heads
-  const std::size_t heads_per_kv_head = hparams.head_count / hparams.head_count_kv;
   const std::size_t rope_pairs = hparams.rope_dimension_count / 2;
-  const bool f16_cache = cache.element_type() == DType::f16;
-  cpu::MatmulWorkspace& workspace = buffers.workspace;
-  // y [n_tokens, out] = x [n_tokens, in] · Wᵀ, plus the adapters' changes.
-  auto project = [&](std::uint32_t layer_index, Projection projection, const TensorView& weight, const float* input, float* output) {
-    if (projections != nullptr) projections->project(executor, kernels, workspace, layer_index, projection, weight, input, output, n_tokens);
-    else cpu::matmul(executor, kernels, weight, input, output, n_tokens, workspace);
-  };
 
   LAMINA_TRY(cache.claim_cells(batch.sequences.data(), batch.positions.data(), n_tokens, buffers.cells.data()));
   find_visible_cells(batch, cache, buffers);
@@ -413,6 +535,7 @@ inline Result<void> forward(const ModelHparams& hparams, const ModelWeights& wei
                            buffers.rope_sin.data() + t * rope_pairs);
   }
 
+  // x [n_tokens, embedding] = token_embd[token]: the residual stream every block adds to.
   float* x = buffers.hidden.data();
   for (std::size_t t = 0; t < n_tokens; ++t) {
     const TensorView& table = weights.token_embedding;
@@ -420,84 +543,12 @@ inline Result<void> forward(const ModelHparams& hparams, const ModelWeights& wei
   }
 
   for (std::uint32_t layer_index = 0; layer_index < hparams.block_count; ++layer_index) {
-    const LayerWeights& layer = weights.layers[layer_index];
-
-    // --- attention ---
-    for (std::size_t t = 0; t < n_tokens; ++t) {
-      kernels.rms_norm(x + t * embedding, layer.attention_norm.data(), buffers.normed.data() + t * embedding, embedding,
-                       hparams.rms_norm_epsilon);
-    }
-    project(layer_index, Projection::query, layer.query, buffers.normed.data(), buffers.query.data());
-    project(layer_index, Projection::key, layer.key, buffers.normed.data(), buffers.key.data());
-    project(layer_index, Projection::value, layer.value, buffers.normed.data(), buffers.value.data());
-    for (std::size_t t = 0; t < n_tokens; ++t) {
-      float* q = buffers.query.data() + t * query_width;
-      float* k = buffers.key.data() + t * kv_width;
-      float* v = buffers.value.data() + t * kv_width;
-      if (!layer.query_bias.empty()) kernels.add(q, layer.query_bias.data(), query_width);
-      if (!layer.key_bias.empty()) kernels.add(k, layer.key_bias.data(), kv_width);
-      if (!layer.value_bias.empty()) kernels.add(v, layer.value_bias.data(), kv_width);
-      const float* cos_table = buffers.rope_cos.data() + t * rope_pairs;
-      const float* sin_table = buffers.rope_sin.data() + t * rope_pairs;
-      reference::rope_rotate(q, static_cast<int>(heads), static_cast<int>(head_size), static_cast<int>(2 * rope_pairs), cos_table,
-                             sin_table, hparams.rope_style);
-      reference::rope_rotate(k, static_cast<int>(hparams.head_count_kv), static_cast<int>(head_size), static_cast<int>(2 * rope_pairs),
-                             cos_table, sin_table, hparams.rope_style);
-      const std::uint32_t cell = buffers.cells[t];
-      if (f16_cache) {
-        kernels.f32_to_f16(k, static_cast<std::uint16_t*>(cache.key(layer_index, cell)), kv_width);
-        kernels.f32_to_f16(v, static_cast<std::uint16_t*>(cache.value(layer_index, cell)), kv_width);
-      } else {
-        std::memcpy(cache.key(layer_index, cell), k, kv_width * sizeof(float));
-        std::memcpy(cache.value(layer_index, cell), v, kv_width * sizeof(float));
-      }
-    }
-
-    // Each token attends to the cells of its sequence at or before its position (found once per
-    // forward pass, below): softmax(q·k / sqrt(head_size)) over them, then the weighted sum of
-    // their values. One task per (token, KV head) serves all query heads sharing that KV head.
-    const std::size_t element_bytes = f16_cache ? 2 : 4;
-    const std::uint8_t* layer_keys = static_cast<const std::uint8_t*>(cache.key(layer_index, 0));
-    const std::uint8_t* layer_values = static_cast<const std::uint8_t*>(cache.value(layer_index, 0));
-    const std::size_t kv_heads = hparams.head_count_kv;
-    parallel_chunks(executor, n_tokens * kv_heads, ForwardBuffers::attention_chunks,
-                    [&](std::size_t chunk, std::size_t begin, std::size_t end) {
-      for (std::size_t pair = begin; pair < end; ++pair) {
-        const std::size_t t = pair / kv_heads;
-        const std::size_t kv_head = pair % kv_heads;
-        const std::size_t first_head = kv_head * heads_per_kv_head;
-        cpu::AttentionTask task;
-        task.queries = buffers.query.data() + t * query_width + first_head * head_size;
-        task.query_count = heads_per_kv_head;
-        task.head_size = head_size;
-        task.keys = layer_keys + kv_head * head_size * element_bytes;
-        task.values = layer_values + kv_head * head_size * element_bytes;
-        task.cell_stride = kv_width * element_bytes;
-        task.f16_cache = f16_cache;
-        task.cells = buffers.visible_cells.data() + buffers.visible_begin[t];
-        task.cell_count = buffers.visible_count[t];
-        task.scale = 1.0f / std::sqrt(static_cast<float>(head_size));
-        task.scores = buffers.attention_scores.data() + chunk * heads_per_kv_head * cache.cell_count();
-        task.out = buffers.attention.data() + t * query_width + first_head * head_size;
-        kernels.attention(task);
-      }
-    });
-    project(layer_index, Projection::attention_output, layer.attention_output, buffers.attention.data(), buffers.projected.data());
-    kernels.add(x, buffers.projected.data(), n_tokens * embedding);
-
-    // --- feed-forward (SwiGLU) ---
-    for (std::size_t t = 0; t < n_tokens; ++t) {
-      kernels.rms_norm(x + t * embedding, layer.ffn_norm.data(), buffers.normed.data() + t * embedding, embedding,
-                       hparams.rms_norm_epsilon);
-    }
-    project(layer_index, Projection::ffn_gate, layer.ffn_gate, buffers.normed.data(), buffers.gate.data());
-    project(layer_index, Projection::ffn_up, layer.ffn_up, buffers.normed.data(), buffers.up.data());
-    kernels.silu_mul(buffers.gate.data(), buffers.up.data(), n_tokens * ffn);
-    project(layer_index, Projection::ffn_down, layer.ffn_down, buffers.gate.data(), buffers.projected.data());
-    kernels.add(x, buffers.projected.data(), n_tokens * embedding);
+    attention_block(pass, layer_index, x);
+    feed_forward_block(pass, layer_index, x);
   }
 
-  // Only the rows whose logits were asked for go through the (large) output matrix.
+  // logits [n_outputs, vocab] = rms_norm(x) * output_norm · Woutput, only for the rows whose
+  // logits were asked for (the output matrix is the largest one).
   std::size_t output_count = 0;
   for (std::size_t t = 0; t < n_tokens; ++t) {
     if (!batch.want_logits[t]) continue;
@@ -506,7 +557,7 @@ inline Result<void> forward(const ModelHparams& hparams, const ModelWeights& wei
     ++output_count;
   }
   if (output_count > 0) {
-    cpu::matmul(executor, kernels, weights.output, buffers.output_rows.data(), buffers.logits.data(), output_count, workspace);
+    cpu::matmul(executor, kernels, weights.output, buffers.output_rows.data(), buffers.logits.data(), output_count, buffers.workspace);
   }
   return success();
 }

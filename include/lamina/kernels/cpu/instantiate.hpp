@@ -117,7 +117,8 @@ LAMINA_CPU_TABLE_LINKAGE const CpuKernels& kernel_table() {
     kernels.dot_f16 = &dot_f16;
     kernels.scaled_add_f16 = &scaled_add_f16;
     kernels.exp_shifted = &exp_shifted;
-    kernels.attention = &attention;
+    kernels.attention_scores = &attention_scores;
+    kernels.attention_values = &attention_values;
     return kernels;
   }();
   return table;

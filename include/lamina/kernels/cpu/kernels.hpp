@@ -61,22 +61,12 @@ struct MatmulTask {
 inline constexpr std::size_t matmul_scratch_rows = 32;
 inline std::size_t matmul_scratch_floats(std::size_t in) { return (matmul_scratch_rows + 1) * in + 64; }
 
-// Attention of the query heads that share one key/value head (grouped-query attention) over
-// the cache cells one token sees:
-//   out[h] = sum_c softmax_c(scale * queries[h] · key_c) * value_c
-struct AttentionTask {
-  const float* queries = nullptr;      // [query_count, head_size], the heads of one token sharing this KV head
-  std::size_t query_count = 0;
-  std::size_t head_size = 0;
-  const std::uint8_t* keys = nullptr;  // cell c's key of this KV head at keys + c * cell_stride
-  const std::uint8_t* values = nullptr;
-  std::size_t cell_stride = 0;         // bytes between consecutive cells
-  bool f16_cache = true;               // keys and values are F16 (else F32)
-  const std::uint32_t* cells = nullptr;  // [cell_count] the cells this token sees, in position order
-  std::size_t cell_count = 0;            // at least 1 (a token always sees itself)
-  float scale = 1.0f;                    // 1 / sqrt(head_size)
-  float* scores = nullptr;             // scratch: [query_count, cell_count]
-  float* out = nullptr;                // [query_count, head_size]
+// The rows one KV head has in the cache (keys or values): cell c's row of head_size elements
+// at data + c * stride bytes, F16 or F32. The attention kernels read the cells a token sees.
+struct CacheRows {
+  const std::uint8_t* data = nullptr;
+  std::size_t stride = 0;  // bytes between consecutive cells
+  bool f16 = true;         // else F32
 };
 
 struct CpuKernels {
@@ -108,7 +98,15 @@ struct CpuKernels {
   void (*scaled_add_f16)(float* y, const std::uint16_t* x, float scale, std::size_t count) = nullptr;
   // x = exp(x - maximum), returns the sum (for softmax)
   float (*exp_shifted)(float* x, float maximum, std::size_t count) = nullptr;
-  void (*attention)(const AttentionTask& task) = nullptr;
+  // For the query heads sharing one KV head (grouped-query attention), over `cell_count` cells:
+  //   scores[h][j] = scale * queries[h] · keys.row(cells[j])
+  // queries [query_count, head_size], scores [query_count, cell_count].
+  void (*attention_scores)(const float* queries, std::size_t query_count, std::size_t head_size, CacheRows keys,
+                           const std::uint32_t* cells, std::size_t cell_count, float scale, float* scores) = nullptr;
+  //   out[h] = sum_j weights[h][j] * values.row(cells[j])
+  // weights [query_count, cell_count], out [query_count, head_size].
+  void (*attention_values)(const float* weights, std::size_t query_count, std::size_t head_size, CacheRows values,
+                           const std::uint32_t* cells, std::size_t cell_count, float* out) = nullptr;
 };
 
 }  // namespace cpu

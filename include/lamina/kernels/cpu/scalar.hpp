@@ -65,25 +65,28 @@ inline float exp_shifted(float* x, float maximum, std::size_t count) {
   return static_cast<float>(sum);
 }
 
-inline void attention(const AttentionTask& task) {
-  for (std::size_t h = 0; h < task.query_count; ++h) {
-    const float* query = task.queries + h * task.head_size;
-    float* scores = task.scores + h * task.cell_count;
-    float maximum = -INFINITY;
-    for (std::size_t j = 0; j < task.cell_count; ++j) {
-      const std::uint8_t* key = task.keys + task.cells[j] * task.cell_stride;
-      scores[j] = (task.f16_cache ? dot_f16(reinterpret_cast<const std::uint16_t*>(key), query, task.head_size)
-                                  : reference::dot(reinterpret_cast<const float*>(key), query, task.head_size)) * task.scale;
-      maximum = scores[j] > maximum ? scores[j] : maximum;
+inline void attention_scores(const float* queries, std::size_t query_count, std::size_t head_size, CacheRows keys,
+                             const std::uint32_t* cells, std::size_t cell_count, float scale, float* scores) {
+  for (std::size_t h = 0; h < query_count; ++h) {
+    for (std::size_t j = 0; j < cell_count; ++j) {
+      const std::uint8_t* key = keys.data + cells[j] * keys.stride;
+      const float* query = queries + h * head_size;
+      scores[h * cell_count + j] = (keys.f16 ? dot_f16(reinterpret_cast<const std::uint16_t*>(key), query, head_size)
+                                             : reference::dot(reinterpret_cast<const float*>(key), query, head_size)) * scale;
     }
-    reference::softmax(scores, task.cell_count);
-    (void)maximum;
-    float* out = task.out + h * task.head_size;
-    for (std::size_t i = 0; i < task.head_size; ++i) out[i] = 0.0f;
-    for (std::size_t j = 0; j < task.cell_count; ++j) {
-      const std::uint8_t* value = task.values + task.cells[j] * task.cell_stride;
-      if (task.f16_cache) scaled_add_f16(out, reinterpret_cast<const std::uint16_t*>(value), scores[j], task.head_size);
-      else scaled_add(out, reinterpret_cast<const float*>(value), scores[j], task.head_size);
+  }
+}
+
+inline void attention_values(const float* weights, std::size_t query_count, std::size_t head_size, CacheRows values,
+                             const std::uint32_t* cells, std::size_t cell_count, float* out) {
+  for (std::size_t h = 0; h < query_count; ++h) {
+    float* out_row = out + h * head_size;
+    for (std::size_t i = 0; i < head_size; ++i) out_row[i] = 0.0f;
+    for (std::size_t j = 0; j < cell_count; ++j) {
+      const std::uint8_t* value = values.data + cells[j] * values.stride;
+      const float weight = weights[h * cell_count + j];
+      if (values.f16) scaled_add_f16(out_row, reinterpret_cast<const std::uint16_t*>(value), weight, head_size);
+      else scaled_add(out_row, reinterpret_cast<const float*>(value), weight, head_size);
     }
   }
 }
@@ -104,7 +107,8 @@ inline const CpuKernels& kernel_table() {
     kernels.dot_f16 = &dot_f16;
     kernels.scaled_add_f16 = &scaled_add_f16;
     kernels.exp_shifted = &exp_shifted;
-    kernels.attention = &attention;
+    kernels.attention_scores = &attention_scores;
+    kernels.attention_values = &attention_values;
     return kernels;
   }();
   return table;

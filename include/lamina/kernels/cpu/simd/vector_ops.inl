@@ -195,43 +195,36 @@ inline void scaled_add_f16(float* y, const std::uint16_t* x, float scale, std::s
   for (std::size_t j = i; j < count; ++j) y[j] = tail_y[j - i];
 }
 
-// --- attention of the query heads sharing one KV head (see AttentionTask) ---
+// --- attention of the query heads sharing one KV head (see CpuKernels::attention_scores) ---
 //
 // Each key and value row is loaded (and converted from F16) once and used by every query head
 // of the group. Head sizes up to 256 keep a row in registers.
 
-inline void attention(const AttentionTask& task) {
-  const std::size_t head_size = task.head_size;
-  const std::size_t groups = task.query_count;
-  float row[256];  // the current key or value row as floats
-  // Scores: scale * q_h · k_c for every head h and visible cell c.
-  for (std::size_t j = 0; j < task.cell_count; ++j) {
-    const std::uint8_t* key = task.keys + task.cells[j] * task.cell_stride;
+inline void attention_scores(const float* queries, std::size_t query_count, std::size_t head_size, CacheRows keys,
+                             const std::uint32_t* cells, std::size_t cell_count, float scale, float* scores) {
+  float row[256];  // the current key row as floats
+  for (std::size_t j = 0; j < cell_count; ++j) {
+    const std::uint8_t* key = keys.data + cells[j] * keys.stride;
     const float* key_row = reinterpret_cast<const float*>(key);
-    if (task.f16_cache) {
+    if (keys.f16) {
       f16_to_f32_row(reinterpret_cast<const std::uint16_t*>(key), row, head_size);
       key_row = row;
     }
-    for (std::size_t h = 0; h < groups; ++h) task.scores[h * task.cell_count + j] = dot(task.queries + h * head_size, key_row, head_size) * task.scale;
+    for (std::size_t h = 0; h < query_count; ++h) scores[h * cell_count + j] = dot(queries + h * head_size, key_row, head_size) * scale;
   }
-  // Softmax per head.
-  for (std::size_t h = 0; h < groups; ++h) {
-    float* scores = task.scores + h * task.cell_count;
-    float maximum = scores[0];
-    for (std::size_t j = 1; j < task.cell_count; ++j) maximum = scores[j] > maximum ? scores[j] : maximum;
-    const float inverse_sum = 1.0f / exp_shifted(scores, maximum, task.cell_count);
-    for (std::size_t j = 0; j < task.cell_count; ++j) scores[j] *= inverse_sum;
-    float* out = task.out + h * head_size;
-    for (std::size_t i = 0; i < head_size; ++i) out[i] = 0.0f;
-  }
-  // Weighted sum of the values.
-  for (std::size_t j = 0; j < task.cell_count; ++j) {
-    const std::uint8_t* value = task.values + task.cells[j] * task.cell_stride;
+}
+
+inline void attention_values(const float* weights, std::size_t query_count, std::size_t head_size, CacheRows values,
+                             const std::uint32_t* cells, std::size_t cell_count, float* out) {
+  float row[256];  // the current value row as floats
+  for (std::size_t i = 0; i < query_count * head_size; ++i) out[i] = 0.0f;
+  for (std::size_t j = 0; j < cell_count; ++j) {
+    const std::uint8_t* value = values.data + cells[j] * values.stride;
     const float* value_row = reinterpret_cast<const float*>(value);
-    if (task.f16_cache) {
+    if (values.f16) {
       f16_to_f32_row(reinterpret_cast<const std::uint16_t*>(value), row, head_size);
       value_row = row;
     }
-    for (std::size_t h = 0; h < groups; ++h) scaled_add(task.out + h * head_size, value_row, task.scores[h * task.cell_count + j], head_size);
+    for (std::size_t h = 0; h < query_count; ++h) scaled_add(out + h * head_size, value_row, weights[h * cell_count + j], head_size);
   }
 }
