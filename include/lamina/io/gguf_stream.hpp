@@ -23,7 +23,8 @@
 #include "../core/file_io.hpp"
 #include "../core/result.hpp"
 #include "../core/tensor.hpp"
-#include "gguf.hpp"
+#include "gguf_value.hpp"
+#include "gguf_writer.hpp"  // detail::header_bytes
 
 #include <cstdint>
 #include <string>
