@@ -1,9 +1,11 @@
-// The integer kernels for K-quant and IQ4_XS weights (kernels/cpu/simd/quant_k.inl) on every
-// instruction set this program contains and this processor runs:
+// The integer kernels for K-quant and IQ4_XS weights: the scalar twin (kernels/cpu/
+// scalar_quant.hpp) and the SIMD kernels (kernels/cpu/simd/quant_k.inl) on every instruction set
+// this program contains and this processor runs:
 //   - Q8_K activation quantization gives exactly the bytes of GGML's quantize_row_q8_K_ref;
 //   - each matrix product equals the same sum computed plainly from the dequantized weights and
 //     the same Q8_K activations, up to float rounding (so the kernel's integer arithmetic is
-//     exact), for shapes of a real model, odd row counts and many token counts;
+//     exact), for shapes of a real model, odd row counts and many token counts, and every SIMD
+//     table equals the scalar twin within the same bound;
 //   - results are bit-identical however the rows are split into chunks or threads.
 #include <doctest/doctest.h>
 #include <lamina/lamina.hpp>
@@ -19,9 +21,11 @@
 
 namespace {
 
+// The tables whose kernel for `type` takes Q8_K activations: the scalar twin first, then the
+// SIMD tables this program contains and this processor runs.
 std::vector<const lamina::cpu::CpuKernels*> tables_with_q8_k(lamina::DType type) {
   std::vector<const lamina::cpu::CpuKernels*> tables;
-  for (lamina::CpuArch arch : {lamina::CpuArch::sse2, lamina::CpuArch::avx2, lamina::CpuArch::avx512}) {
+  for (lamina::CpuArch arch : {lamina::CpuArch::scalar, lamina::CpuArch::sse2, lamina::CpuArch::avx2, lamina::CpuArch::avx512}) {
     const lamina::cpu::CpuKernels* kernels = lamina::cpu::cpu_kernels_for(arch);
     if (kernels == nullptr || !lamina::cpu_supports(arch)) continue;
     if (kernels->activation_format(type) == lamina::cpu::ActivationFormat::q8_k) tables.push_back(kernels);
@@ -240,6 +244,8 @@ TEST_CASE("K-quant kernels: exact integer sums, any row split, many token counts
   };
   for (lamina::DType type : types) {
     const std::vector<const lamina::cpu::CpuKernels*> tables = tables_with_q8_k(type);
+    REQUIRE(!tables.empty());
+    REQUIRE(tables.front()->arch == lamina::CpuArch::scalar);  // every table takes Q8_K for these types
     for (const Shape& shape : {Shape{37, 2048}, Shape{67, 256}, Shape{5, 512}}) {
       const std::vector<std::uint8_t> weights = make_weights(type, shape.out, shape.in, 21);
       // Rows of a memory-mapped GGUF file may be only 2-byte aligned: the kernels read these.
@@ -260,6 +266,7 @@ TEST_CASE("K-quant kernels: exact integer sums, any row split, many token counts
         }
         std::vector<double> expected, tolerance;
         plain_products(type, weights, shape.out, shape.in, activations, tokens, expected, tolerance);
+        std::vector<float> twin;  // the scalar twin's products (tables.front())
         for (const lamina::cpu::CpuKernels* kernels : tables) {
           CAPTURE(std::string(lamina::cpu_arch_name(kernels->arch)));
           CAPTURE(std::string(lamina::dtype_name(type)));
@@ -273,9 +280,11 @@ TEST_CASE("K-quant kernels: exact integer sums, any row split, many token counts
             std::vector<float> got(tokens * shape.out, -12345.0f);
             lamina::cpu::matmul(pool, *kernels, weight, x.data(), got.data(), tokens, workspace);
             REQUIRE(std::memcmp(workspace.activations(), activations.data(), activations.size()) == 0);
+            if (twin.empty()) twin = got;
             for (std::size_t i = 0; i < got.size(); ++i) {
               CAPTURE(i);
               REQUIRE(std::fabs(got[i] - expected[i]) <= tolerance[i]);
+              REQUIRE(std::fabs(got[i] - twin[i]) <= tolerance[i]);
             }
             if (first.empty()) first = got;
             REQUIRE(got == first);

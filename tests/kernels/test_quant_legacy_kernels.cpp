@@ -1,9 +1,11 @@
-// The integer kernels for the 32-value block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL;
-// kernels/cpu/simd/quant_legacy*.inl) on every instruction set this program contains and this
-// processor runs:
-//   - activations quantize to exactly the bytes of the scalar reference (GGML's _ref);
-//   - each output equals a plain integer computation on the same Q8 activations, up to the
-//     order of the float additions (this tests the kernel itself, not closeness to floats);
+// The integer kernels for the 32-value block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL):
+// the scalar twin (kernels/cpu/scalar_quant.hpp) and the SIMD kernels (kernels/cpu/simd/
+// quant_legacy*.inl) on every instruction set this program contains and this processor runs:
+//   - every table takes the same 8-bit activation format and quantizes to exactly the bytes of
+//     the quant/ reference (GGML's _ref);
+//   - each output equals a plain double computation from the dequantized weights and the same
+//     Q8 activations (an independent check of the integer arithmetic, up to float rounding),
+//     and every SIMD table equals the scalar twin up to the order of the float additions;
 //   - results are identical for any split of the rows between chunks and any tile position;
 //   - weights at odd addresses, odd block counts, many tokens.
 #include <doctest/doctest.h>
@@ -23,8 +25,11 @@ using lamina::DType;
 using lamina::cpu::ActivationFormat;
 using lamina::cpu::CpuKernels;
 
-std::vector<const CpuKernels*> simd_tables() {
-  std::vector<const CpuKernels*> tables;
+const CpuKernels& scalar_table() { return *lamina::cpu::cpu_kernels_for(lamina::CpuArch::scalar); }
+
+// The scalar twin first, then each SIMD table this program contains and this processor runs.
+std::vector<const CpuKernels*> all_tables() {
+  std::vector<const CpuKernels*> tables = {&scalar_table()};
   for (lamina::CpuArch arch : {lamina::CpuArch::sse2, lamina::CpuArch::avx2, lamina::CpuArch::avx512}) {
     const CpuKernels* kernels = lamina::cpu::cpu_kernels_for(arch);
     if (kernels != nullptr && lamina::cpu_supports(arch)) tables.push_back(kernels);
@@ -48,56 +53,6 @@ std::uint16_t read_u16(const std::uint8_t* bytes) {
   return value;
 }
 
-// One weight block decoded into its integers q_i, scale d_w and minimum m_w (0 for types
-// without one), straight from the layouts in quant/blocks.hpp.
-struct IntegerBlock {
-  int q[32];
-  double scale = 0, minimum = 0;
-};
-
-IntegerBlock decode_integers(DType type, const std::uint8_t* block) {
-  IntegerBlock decoded;
-  decoded.scale = lamina::f16_to_f32(read_u16(block));
-  const auto nibbles = [&](const std::uint8_t* packed, int offset) {
-    for (int j = 0; j < 16; ++j) {
-      decoded.q[j] = (packed[j] & 0x0f) - offset;
-      decoded.q[j + 16] = (packed[j] >> 4) - offset;
-    }
-  };
-  const auto fifth_bits = [&](const std::uint8_t* bits) {
-    std::uint32_t mask;
-    std::memcpy(&mask, bits, 4);
-    for (int j = 0; j < 32; ++j) decoded.q[j] += static_cast<int>((mask >> j) & 1u) * 16;
-  };
-  switch (type) {
-    case DType::q4_0: nibbles(block + 2, 8); break;
-    case DType::q4_1:
-      decoded.minimum = lamina::f16_to_f32(read_u16(block + 2));
-      nibbles(block + 4, 0);
-      break;
-    case DType::q5_0:
-      nibbles(block + 6, 16);
-      fifth_bits(block + 2);
-      break;
-    case DType::q5_1:
-      decoded.minimum = lamina::f16_to_f32(read_u16(block + 2));
-      nibbles(block + 8, 0);
-      fifth_bits(block + 4);
-      break;
-    case DType::q8_0:
-      for (int j = 0; j < 32; ++j) decoded.q[j] = static_cast<std::int8_t>(block[2 + j]);
-      break;
-    case DType::iq4_nl:
-      for (int j = 0; j < 16; ++j) {
-        decoded.q[j] = lamina::quant::iq4_nl_levels[block[2 + j] & 0x0f];
-        decoded.q[j + 16] = lamina::quant::iq4_nl_levels[block[2 + j] >> 4];
-      }
-      break;
-    default: break;
-  }
-  return decoded;
-}
-
 // Weights whose codes cover every value the block can store (random bytes), with random but
 // sane F16 scales and minimums, so the kernels meet the extremes (Q8_0's -128 included).
 std::vector<std::uint8_t> random_weight_bytes(DType type, std::size_t out, std::size_t in, std::uint32_t seed) {
@@ -119,33 +74,62 @@ std::vector<std::uint8_t> random_weight_bytes(DType type, std::size_t out, std::
   return bytes;
 }
 
-// y[t][o] for weight rows at `weight` (row stride `stride` bytes) on already quantized
-// activations, computed plainly in integers and doubles. `magnitude` gets the sum of the
-// absolute values of all products (what the kernels' float rounding is relative to).
-void integer_reference(DType type, const std::uint8_t* weight, std::size_t stride, std::size_t out, std::size_t in,
-                       const std::vector<std::uint8_t>& activations, std::size_t activation_stride, std::size_t tokens,
-                       std::vector<double>& y, std::vector<double>& magnitude) {
+// The bytes of a block that hold its codes (quant/blocks.hpp): from `first` to the block's end.
+std::size_t first_code_byte(DType type) {
+  switch (type) {
+    case DType::q4_0: case DType::q5_0: case DType::q8_0: case DType::iq4_nl: return 2;  // after the F16 scale
+    case DType::q4_1: case DType::q5_1: return 4;                                         // after scale and minimum
+    default: return 0;
+  }
+}
+
+// y[t][o] computed plainly in double from the dequantized weights (quant::dequantize_row) and
+// the dequantized Q8 activations, for weight rows at `weight` (row stride `stride` bytes); an
+// independent check of the integer kernels, which never see a float weight. GGML's minimum
+// term of Q4_1/Q5_1 takes the activation block's stored s = F16(d · Σ a_i) (d before its F16
+// rounding) rather than d_a · Σ a_i, so that difference, m_w · (s − d_a Σ a_i), is added.
+// `tolerance` bounds the kernels' float rounding: a small multiple of the magnitude of the
+// weights' two parts (scale · code and the value of code 0, which may cancel) times the
+// activations, plus |m_w · s|.
+void plain_products(DType type, const std::uint8_t* weight, std::size_t stride, std::size_t out, std::size_t in,
+                    const std::vector<std::uint8_t>& activations, std::size_t activation_stride, std::size_t tokens,
+                    std::vector<double>& expected, std::vector<double>& tolerance) {
   const bool q8_1 = type == DType::q4_1 || type == DType::q5_1;
-  const std::size_t block_bytes = lamina::dtype_traits(type).block_bytes;
+  const DType activation_type = q8_1 ? DType::q8_1 : DType::q8_0;
+  const std::size_t block_bytes = lamina::dtype_traits(type).block_bytes, row_bytes = lamina::row_bytes(type, in);
   const std::size_t activation_block_bytes = q8_1 ? 36 : 34, quants_at = q8_1 ? 4 : 2;
-  y.assign(tokens * out, 0.0);
-  magnitude.assign(tokens * out, 0.0);
+  expected.assign(tokens * out, 0.0);
+  tolerance.assign(tokens * out, 0.0);
+  std::vector<float> weight_row(in), zero_code_row(in), activation_row(in);
+  std::vector<std::uint8_t> zero_codes(row_bytes);
   for (std::size_t o = 0; o < out; ++o) {
+    const std::uint8_t* row = weight + o * stride;
+    REQUIRE(lamina::quant::dequantize_row(type, row, weight_row.data(), in).ok());
+    std::memcpy(zero_codes.data(), row, row_bytes);
     for (std::size_t b = 0; b < in / 32; ++b) {
-      const IntegerBlock w = decode_integers(type, weight + o * stride + b * block_bytes);
-      for (std::size_t t = 0; t < tokens; ++t) {
-        const std::uint8_t* a = activations.data() + t * activation_stride + b * activation_block_bytes;
-        long long dot = 0, absolute_dot = 0;
-        for (int j = 0; j < 32; ++j) {
-          const long long product = static_cast<long long>(w.q[j]) * static_cast<std::int8_t>(a[quants_at + j]);
-          dot += product;
-          absolute_dot += product < 0 ? -product : product;
-        }
-        const double scales = w.scale * lamina::f16_to_f32(read_u16(a));
-        const double minimum_term = q8_1 ? w.minimum * lamina::f16_to_f32(read_u16(a + 2)) : 0.0;
-        y[t * out + o] += scales * static_cast<double>(dot) + minimum_term;
-        magnitude[t * out + o] += std::fabs(scales) * static_cast<double>(absolute_dot) + std::fabs(minimum_term);
+      std::memset(zero_codes.data() + b * block_bytes + first_code_byte(type), 0, block_bytes - first_code_byte(type));
+    }
+    REQUIRE(lamina::quant::dequantize_row(type, zero_codes.data(), zero_code_row.data(), in).ok());
+    for (std::size_t t = 0; t < tokens; ++t) {
+      const std::uint8_t* token = activations.data() + t * activation_stride;
+      REQUIRE(lamina::quant::dequantize_row(activation_type, token, activation_row.data(), in).ok());
+      double sum = 0, magnitude = 0;
+      for (std::size_t i = 0; i < in; ++i) {
+        const double activation = activation_row[i], code_zero = zero_code_row[i];
+        sum += static_cast<double>(weight_row[i]) * activation;
+        magnitude += std::fabs((weight_row[i] - code_zero) * activation) + std::fabs(code_zero * activation);
       }
+      for (std::size_t b = 0; q8_1 && b < in / 32; ++b) {
+        const std::uint8_t* a = token + b * activation_block_bytes;
+        long long quant_sum = 0;
+        for (std::size_t j = 0; j < 32; ++j) quant_sum += static_cast<std::int8_t>(a[quants_at + j]);
+        const double minimum = lamina::f16_to_f32(read_u16(row + b * block_bytes + 2));
+        const double scaled_sum = lamina::f16_to_f32(read_u16(a + 2)), scale = lamina::f16_to_f32(read_u16(a));
+        sum += minimum * (scaled_sum - scale * static_cast<double>(quant_sum));
+        magnitude += std::fabs(minimum * scaled_sum);
+      }
+      expected[t * out + o] = sum;
+      tolerance[t * out + o] = 2e-6 * magnitude + 1e-30;
     }
   }
 }
@@ -178,8 +162,8 @@ std::vector<float> run_rows(const CpuKernels& kernels, DType type, const std::ui
 
 }  // namespace
 
-TEST_CASE("legacy kernels: every SIMD table takes 8-bit activations for the 32-value types") {
-  for (const CpuKernels* kernels : simd_tables()) {
+TEST_CASE("legacy kernels: every table, the scalar twin included, takes 8-bit activations for the 32-value types") {
+  for (const CpuKernels* kernels : all_tables()) {
     CAPTURE(std::string(lamina::cpu_arch_name(kernels->arch)));
     CHECK(kernels->activation_format(DType::q4_0) == ActivationFormat::q8_0);
     CHECK(kernels->activation_format(DType::q5_0) == ActivationFormat::q8_0);
@@ -208,7 +192,7 @@ TEST_CASE("legacy kernels: activations quantize to exactly the reference bytes (
     const ActivationFormat activation_format = format == DType::q8_0 ? ActivationFormat::q8_0 : ActivationFormat::q8_1;
     std::vector<std::uint8_t> expected(lamina::row_bytes(format, count));
     REQUIRE(lamina::quant::quantize_row(format, x.data(), expected.data(), count).ok());
-    for (const CpuKernels* kernels : simd_tables()) {
+    for (const CpuKernels* kernels : all_tables()) {
       CAPTURE(std::string(lamina::cpu_arch_name(kernels->arch)));
       CAPTURE(std::string(lamina::dtype_name(format)));
       std::vector<std::uint8_t> got(expected.size(), 0xcd);
@@ -221,7 +205,7 @@ TEST_CASE("legacy kernels: activations quantize to exactly the reference bytes (
   }
 }
 
-TEST_CASE("legacy kernels: every output is the integer dot product of the same 8-bit activations") {
+TEST_CASE("legacy kernels: every output is the dot product of the same 8-bit activations, the SIMD tables the scalar twin's") {
   for (DType type : legacy_types) {
     const bool q8_1 = type == DType::q4_1 || type == DType::q5_1;
     const ActivationFormat activation_format = q8_1 ? ActivationFormat::q8_1 : ActivationFormat::q8_0;
@@ -241,25 +225,34 @@ TEST_CASE("legacy kernels: every output is the integer dot product of the same 8
       // 64, 67: prompts, more than one pass of tokens when `in` is small.
       for (std::size_t tokens : {1u, 2u, 5u, 64u, 67u}) {
         if (in > 1000 && (tokens == 2 || tokens == 64)) continue;  // keep the test quick
+        CAPTURE(std::string(lamina::dtype_name(type)));
+        CAPTURE(in);
+        CAPTURE(tokens);
         const std::vector<float> x = random_floats(tokens * in, static_cast<std::uint32_t>(tokens * 31 + in));
         const std::size_t activation_stride = lamina::cpu::activation_row_bytes(activation_format, in);
-        for (const CpuKernels* kernels : simd_tables()) {
+        // The activations as the scalar twin quantizes them; every table gives the same bytes.
+        std::vector<std::uint8_t> activations(tokens * activation_stride);
+        for (std::size_t t = 0; t < tokens; ++t) {
+          scalar_table().quantize_activations(activation_format, x.data() + t * in, activations.data() + t * activation_stride, in);
+        }
+        std::vector<double> expected, tolerance;
+        plain_products(type, weight, stride, out, in, activations, activation_stride, tokens, expected, tolerance);
+        const std::vector<float> twin = run_rows(scalar_table(), type, weight, stride, out, in, activations, activation_stride, tokens, {out});
+
+        for (const CpuKernels* kernels : all_tables()) {
           CAPTURE(std::string(lamina::cpu_arch_name(kernels->arch)));
-          CAPTURE(std::string(lamina::dtype_name(type)));
-          CAPTURE(in);
-          CAPTURE(tokens);
           REQUIRE(kernels->activation_format(type) == activation_format);
-          std::vector<std::uint8_t> activations(tokens * activation_stride);
+          std::vector<std::uint8_t> quantized(activations.size(), 0xcd);
           for (std::size_t t = 0; t < tokens; ++t) {
-            kernels->quantize_activations(activation_format, x.data() + t * in, activations.data() + t * activation_stride, in);
+            kernels->quantize_activations(activation_format, x.data() + t * in, quantized.data() + t * activation_stride, in);
           }
-          std::vector<double> expected, magnitude;
-          integer_reference(type, weight, stride, out, in, activations, activation_stride, tokens, expected, magnitude);
+          REQUIRE(quantized == activations);
 
           const std::vector<float> whole = run_rows(*kernels, type, weight, stride, out, in, activations, activation_stride, tokens, {out});
           for (std::size_t i = 0; i < whole.size(); ++i) {
             CAPTURE(i);
-            REQUIRE(std::fabs(whole[i] - expected[i]) <= 2e-6 * magnitude[i] + 1e-30);
+            REQUIRE(std::fabs(whole[i] - expected[i]) <= tolerance[i]);
+            REQUIRE(std::fabs(whole[i] - twin[i]) <= tolerance[i]);
           }
           // Any split of the rows (pieces of 1, 2, 3, 5 rows...) gives the same bits.
           const std::vector<float> pieces =
@@ -291,7 +284,7 @@ TEST_CASE("legacy kernels: large odd shapes agree with the float reference, for 
         for (std::size_t t = 0; t < tokens; ++t)
           for (std::size_t i = 0; i < in; ++i) magnitude[t * out + o] += std::fabs(static_cast<double>(row[i]) * x[t * in + i]);
       }
-      for (const CpuKernels* kernels : simd_tables()) {
+      for (const CpuKernels* kernels : all_tables()) {
         CAPTURE(std::string(lamina::cpu_arch_name(kernels->arch)));
         CAPTURE(std::string(lamina::dtype_name(type)));
         CAPTURE(tokens);

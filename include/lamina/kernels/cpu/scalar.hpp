@@ -1,13 +1,16 @@
 // lamina/kernels/cpu/scalar.hpp — the kernel table built from the scalar reference ops.
 //
 // Always present, on every processor: the baseline the SIMD tables are tested against, and
-// what runs where no SIMD table applies.
+// what runs where no SIMD table applies. It computes what the SIMD tables compute: quantized
+// weights meet 8-bit activations in integer sums (scalar_quant.hpp, the readable twin of
+// kernels/cpu/simd/quant_*.inl), float weights meet float activations.
 #pragma once
 
 #include "../../config.hpp"
 #include "../../core/half.hpp"
 #include "../reference.hpp"
 #include "kernels.hpp"
+#include "scalar_quant.hpp"
 
 #include <cmath>
 #include <cstring>
@@ -16,22 +19,26 @@ LAMINA_NAMESPACE_BEGIN
 namespace cpu {
 namespace scalar {
 
-inline ActivationFormat activation_format(DType) { return ActivationFormat::f32; }
+// Quantized weights take 8-bit activations and integer sums, as in the SIMD tables
+// (scalar_quant.hpp); the float types take float activations.
+inline ActivationFormat activation_format(DType weight_type) { return integer_activation_format(weight_type); }
 
-inline void quantize_activations(ActivationFormat format, const float* x, void* out, std::size_t count) {
-  LAMINA_ASSERT(format == ActivationFormat::f32, "scalar kernels take float activations");
-  (void)format;
-  std::memcpy(out, x, count * sizeof(float));
-}
-
-inline void matmul_rows(const MatmulTask& task, std::size_t row_begin, std::size_t row_end, float* scratch) {
+// The float path: each weight row converted to float (task.dequantize_row), then a dot product
+// with each token's float activations, accumulated in double. For F32, F16 and BF16 weights,
+// and for any weight type whose caller hands over float activations.
+inline void matmul_rows_float(const MatmulTask& task, std::size_t row_begin, std::size_t row_end, float* scratch) {
   for (std::size_t o = row_begin; o < row_end; ++o) {
-    task.dequantize_row(task.weight + o * task.weight_row_stride, scratch, task.in);
+    task.dequantize_row(task.weight + o * task.weight_row_stride, scratch, task.in);  // scratch: [in]
     for (std::size_t t = 0; t < task.token_count; ++t) {
       const float* x = reinterpret_cast<const float*>(task.activations + t * task.activation_row_stride);
       task.y[t * task.y_row_stride + o] = reference::dot(scratch, x, task.in);
     }
   }
+}
+
+inline void matmul_rows(const MatmulTask& task, std::size_t row_begin, std::size_t row_end, float* scratch) {
+  if (task.activation_format == ActivationFormat::f32) matmul_rows_float(task, row_begin, row_end, scratch);
+  else matmul_rows_integer(task, row_begin, row_end);
 }
 
 inline void add(float* y, const float* x, std::size_t count) {
