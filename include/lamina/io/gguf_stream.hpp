@@ -70,29 +70,11 @@ class StreamWriter {
   // gguf::Writer::add_tensor checks, except the data, which comes later.
   Result<void> declare_tensor(const std::string& name, DType dtype, std::vector<std::int64_t> shape) {
     LAMINA_ASSERT(!output_.is_open(), "gguf::StreamWriter::declare_tensor after open()");
-    const auto problem = [&](const std::string& what) {
-      return fail(ErrorCode::invalid_argument, "gguf::StreamWriter: tensor " + detail::quoted(name) + ": " + what);
-    };
-    if (name.empty()) return fail(ErrorCode::invalid_argument, "gguf::StreamWriter: empty tensor name");
-    if (name.size() > detail::max_written_tensor_name_bytes) {
-      return problem("name is " + std::to_string(name.size()) + " bytes; llama.cpp reads at most " +
-                     std::to_string(detail::max_written_tensor_name_bytes));
-    }
-    if (tensor_index_.count(name) != 0) return problem("a tensor with this name was already declared");
-    if (!is_known_dtype(static_cast<std::uint32_t>(dtype))) {
-      return problem("unknown dtype id " + std::to_string(static_cast<std::uint32_t>(dtype)));
-    }
-    if (shape.empty() || shape.size() > static_cast<std::size_t>(max_tensor_rank)) {
-      return problem("rank " + std::to_string(shape.size()) + " is not between 1 and " + std::to_string(max_tensor_rank));
-    }
-    std::uint64_t dims[max_tensor_rank] = {};  // innermost first, as GGUF stores them
-    for (std::size_t d = 0; d < shape.size(); ++d) {
-      if (shape[d] <= 0) return problem("dimension " + std::to_string(d) + " is " + std::to_string(shape[d]));
-      dims[shape.size() - 1 - d] = static_cast<std::uint64_t>(shape[d]);
-    }
+    Result<std::uint64_t> size_bytes =
+        detail::check_new_tensor("gguf::StreamWriter", name, tensor_index_.count(name) != 0, "declared", dtype, shape);
+    if (!size_bytes) return size_bytes.take_error();
     Declared tensor;
-    std::string why;
-    if (!detail::tensor_size(dims, shape.size(), dtype, tensor.size_bytes, why)) return problem(why);
+    tensor.size_bytes = *size_bytes;
     tensor.name = name;
     tensor.dtype = dtype;
     tensor.shape = std::move(shape);

@@ -98,17 +98,22 @@ inline void Writer::set_alignment(std::uint32_t alignment) {
   set("general.alignment", Value::from_u32(alignment));
 }
 
-inline Result<void> Writer::add_tensor(const std::string& name, DType dtype, std::vector<std::int64_t> shape,
-                                       const void* data, std::size_t size_bytes) {
+namespace detail {
+// What gguf::Writer::add_tensor and gguf::StreamWriter::declare_tensor check of a new tensor:
+// its name, dtype and shape (outermost first). `writer` names the caller in messages and
+// `taken` says the name is already in its table ("already " + taken_word). Returns the bytes
+// the tensor's data takes.
+inline Result<std::uint64_t> check_new_tensor(const char* writer, const std::string& name, bool taken, const char* taken_word,
+                                               DType dtype, const std::vector<std::int64_t>& shape) {
   const auto problem = [&](const std::string& what) {
-    return fail(ErrorCode::invalid_argument, "gguf::Writer: tensor " + detail::quoted(name) + ": " + what);
+    return fail(ErrorCode::invalid_argument, std::string(writer) + ": tensor " + quoted(name) + ": " + what);
   };
-  if (name.empty()) return fail(ErrorCode::invalid_argument, "gguf::Writer: empty tensor name");
-  if (name.size() > detail::max_written_tensor_name_bytes) {
+  if (name.empty()) return fail(ErrorCode::invalid_argument, std::string(writer) + ": empty tensor name");
+  if (name.size() > max_written_tensor_name_bytes) {
     return problem("name is " + std::to_string(name.size()) + " bytes; llama.cpp reads at most " +
-                   std::to_string(detail::max_written_tensor_name_bytes));
+                   std::to_string(max_written_tensor_name_bytes));
   }
-  if (tensor_index_.count(name) != 0) return problem("a tensor with this name was already added");
+  if (taken) return problem(std::string("a tensor with this name was already ") + taken_word);
   if (!is_known_dtype(static_cast<std::uint32_t>(dtype))) {
     return problem("unknown dtype id " + std::to_string(static_cast<std::uint32_t>(dtype)));
   }
@@ -122,9 +127,21 @@ inline Result<void> Writer::add_tensor(const std::string& name, DType dtype, std
     }
     dims[shape.size() - 1 - d] = static_cast<std::uint64_t>(shape[d]);
   }
-  std::uint64_t expected_bytes = 0;
+  std::uint64_t bytes = 0;
   std::string why;
-  if (!detail::tensor_size(dims, shape.size(), dtype, expected_bytes, why)) return problem(why);
+  if (!tensor_size(dims, shape.size(), dtype, bytes, why)) return problem(why);
+  return bytes;
+}
+}  // namespace detail
+
+inline Result<void> Writer::add_tensor(const std::string& name, DType dtype, std::vector<std::int64_t> shape,
+                                       const void* data, std::size_t size_bytes) {
+  const auto problem = [&](const std::string& what) {
+    return fail(ErrorCode::invalid_argument, "gguf::Writer: tensor " + detail::quoted(name) + ": " + what);
+  };
+  Result<std::uint64_t> checked = detail::check_new_tensor("gguf::Writer", name, tensor_index_.count(name) != 0, "added", dtype, shape);
+  if (!checked) return checked.take_error();
+  const std::uint64_t expected_bytes = *checked;
   if (expected_bytes != size_bytes) {
     return problem("size_bytes is " + std::to_string(size_bytes) + ", but the shape needs " +
                    std::to_string(expected_bytes) + " bytes of " + dtype_name(dtype));
