@@ -18,6 +18,7 @@
 #include "config.hpp"
 #include "adapters/lora.hpp"
 #include "adapters/lora_load.hpp"
+#include "backend.hpp"
 #include "core/executor.hpp"
 #include "core/file_io.hpp"
 #include "core/result.hpp"
@@ -75,6 +76,9 @@ struct SessionParams {
   // Session::create refuses to allocate more than this for the KV cache and the forward
   // buffers together, so a model file's context_length (or an option) cannot ask for terabytes.
   std::uint64_t memory_limit_bytes = std::uint64_t{8} << 30;
+  // The device that runs the forward passes; null: the CPU. lamina/vulkan.hpp makes one
+  // (vulkan::Backend::create); any number of sessions share it and the model's weights on it.
+  std::shared_ptr<Backend> backend;
 };
 
 // The longest context a session can have (KV cells are counted in 32 bits with room to spare).
@@ -94,6 +98,13 @@ class Session {
   // --- low level: one forward pass over tokens of any sequences -------------------------------
   // Logits of the tokens flagged in batch.want_logits are then output_logits(0 .. n-1), in batch order.
   Result<void> decode(const Batch& batch);
+  // The same in two halves, so a game thread can do its own work while a device computes:
+  // decode_async() records and submits the pass (on the CPU it runs it at once), decode_ready()
+  // tells whether it has finished, decode_wait() finishes it (waits if needed) and makes the
+  // logits available. The batch is copied; nothing else may be called on the session between.
+  Result<void> decode_async(const Batch& batch);
+  Result<bool> decode_ready();
+  Result<void> decode_wait();
   std::size_t output_count() const { return output_count_; }
   const float* output_logits(std::size_t output) const {
     LAMINA_ASSERT(output < output_count_, "output_logits: index out of range");
@@ -170,6 +181,10 @@ class Session {
   const KvCache& kv_cache() const { return cache_; }
   // The instruction set this session's kernels use.
   CpuArch cpu_arch() const { return kernels_->arch; }
+  // Where the forward passes run: "cpu", or the backend's description (device, kernels, offload).
+  std::string backend_description() const { return device_ != nullptr ? device_->description() : std::string("cpu"); }
+  // Bytes this session holds on its device (0 on the CPU).
+  std::uint64_t device_bytes() const { return device_ != nullptr ? device_->device_bytes() : 0; }
 
  private:
   Session() = default;
@@ -178,6 +193,8 @@ class Session {
   Result<void> check_adapter(const AdapterStackEntry& entry) const;
   Result<void> ensure_lora_scratch();
   void update_any_stack_active();
+  Result<void> finish_decode(const Batch& batch);
+  Result<void> keep_logits(const Batch& batch);
 
   std::shared_ptr<const Model> model_;
   SessionParams params_;
@@ -195,6 +212,9 @@ class Session {
   LoraBatch lora_;                           // grouping and scratch, made when a stack first holds an adapter
   std::unique_ptr<MergedWeights> merged_;    // the weights with merged_stack_ merged in, or null
   AdapterStack merged_stack_;
+  std::unique_ptr<BackendSession> device_;   // null: the CPU runs every layer
+  Batch pending_batch_;                      // decode_async()'s batch until decode_wait()
+  bool pending_ = false;
 };
 
 #if LAMINA_DETAIL_DEFINITIONS
@@ -221,7 +241,21 @@ LAMINA_DETAIL_API Result<Session> Session::create(std::shared_ptr<const Model> m
   const std::uint32_t max_outputs = params.logits_for_every_token ? params.batch_size
                                     : (params.sequence_count < params.batch_size ? params.sequence_count : params.batch_size);
   const std::size_t concurrency = 16;  // an upper bound: the matmul scratch stops growing at 64 chunks
-  const double cache_bytes = KvCache::bytes_needed(hparams, context_length, params.kv_cache_type);
+  // A backend first: the layers it takes keep their KV cache on the device.
+  std::unique_ptr<BackendSession> device;
+  if (params.backend != nullptr) {
+    BackendSessionShape shape;
+    shape.context_length = context_length;
+    shape.batch_size = params.batch_size;
+    shape.max_outputs = max_outputs;
+    shape.sequence_count = params.sequence_count;
+    shape.max_lora_rank = params.max_lora_rank;
+    Result<std::unique_ptr<BackendSession>> created = params.backend->create_session(model, shape);
+    if (!created) return created.take_error();
+    device = std::move(*created);
+  }
+  const std::uint32_t first_cpu_layer = device != nullptr ? device->first_cpu_layer() : 0;
+  const double cache_bytes = KvCache::bytes_needed(hparams, context_length, params.kv_cache_type, first_cpu_layer);
   const double needed_bytes = cache_bytes +
                               ForwardBuffers::bytes_needed(hparams, params.batch_size, max_outputs, context_length, concurrency) +
                               4.0 * params.sequence_count * hparams.vocab_size;
@@ -240,7 +274,8 @@ LAMINA_DETAIL_API Result<Session> Session::create(std::shared_ptr<const Model> m
     return fail(ErrorCode::invalid_argument, std::string("cpu_arch ") + cpu_arch_name(params.cpu_arch) + " is not supported by this processor");
   }
   session.kernels_ = &cpu::cpu_kernels(params.cpu_arch);
-  Result<KvCache> cache = KvCache::create(hparams, session.params_.context_length, params.kv_cache_type);
+  session.device_ = std::move(device);
+  Result<KvCache> cache = KvCache::create(hparams, session.params_.context_length, params.kv_cache_type, first_cpu_layer);
   if (!cache) return cache.take_error();
   session.cache_ = std::move(*cache);
   if (params.executor == nullptr) session.own_pool_.reset(new ThreadPool(params.thread_count));
@@ -262,10 +297,77 @@ LAMINA_DETAIL_API Result<Session> Session::create(std::shared_ptr<const Model> m
   session.batch_.positions.reserve(params.batch_size);
   session.batch_.sequences.reserve(params.batch_size);
   session.batch_.want_logits.reserve(params.batch_size);
+  session.pending_batch_.tokens.reserve(params.batch_size);
+  session.pending_batch_.positions.reserve(params.batch_size);
+  session.pending_batch_.sequences.reserve(params.batch_size);
+  session.pending_batch_.want_logits.reserve(params.batch_size);
   return session;
 }
 
 LAMINA_DETAIL_API Result<void> Session::decode(const Batch& batch) {
+  if (device_ == nullptr) return finish_decode(batch);  // runs the pass on the CPU
+  LAMINA_TRY(decode_async(batch));
+  return decode_wait();
+}
+
+LAMINA_DETAIL_API Result<void> Session::decode_async(const Batch& batch) {
+  if (pending_) return fail(ErrorCode::invalid_state, "decode_async: the previous pass has not been finished with decode_wait()");
+  pending_batch_.tokens.assign(batch.tokens.begin(), batch.tokens.end());
+  pending_batch_.positions.assign(batch.positions.begin(), batch.positions.end());
+  pending_batch_.sequences.assign(batch.sequences.begin(), batch.sequences.end());
+  pending_batch_.want_logits.assign(batch.want_logits.begin(), batch.want_logits.end());
+  if (device_ == nullptr) {  // nothing to overlap with: the pass runs now, decode_wait() reports it
+    pending_ = true;
+    return success();
+  }
+  LAMINA_TRY(prepare_forward(model_->hparams(), model_->weights(), pending_batch_, cache_, buffers_, params_.sequence_count));
+  LoraBatch* lora = nullptr;
+  if (any_stack_active_ && pending_batch_.size() <= lora_.max_tokens()) {
+    const bool grouped = lora_.group(pending_batch_.sequences.data(), pending_batch_.size(), [&](SequenceId sequence) -> const AdapterStack* {
+      return &stacks_[static_cast<std::size_t>(sequence)];  // checked by prepare_forward
+    });
+    if (grouped) lora = &lora_;
+  }
+  BackendForward forward;
+  forward.hparams = &model_->hparams();
+  forward.weights = &model_->weights();
+  forward.batch = &pending_batch_;
+  forward.cache = &cache_;
+  forward.buffers = &buffers_;
+  forward.executor = &executor();
+  forward.kernels = kernels_;
+  forward.lora = lora;
+  Result<void> started = device_->start(forward);
+  if (!started) {
+    for (std::size_t t = 0; t < pending_batch_.size(); ++t) cache_.remove(pending_batch_.sequences[t], pending_batch_.positions[t], pending_batch_.positions[t] + 1);
+    return started;
+  }
+  pending_ = true;
+  return success();
+}
+
+LAMINA_DETAIL_API Result<bool> Session::decode_ready() {
+  if (!pending_) return fail(ErrorCode::invalid_state, "decode_ready: no pass was started with decode_async()");
+  if (device_ == nullptr) return true;
+  return device_->ready();
+}
+
+LAMINA_DETAIL_API Result<void> Session::decode_wait() {
+  if (!pending_) return fail(ErrorCode::invalid_state, "decode_wait: no pass was started with decode_async()");
+  pending_ = false;
+  return finish_decode(pending_batch_);
+}
+
+// Runs the pass on the CPU, or finishes the device's; then checks and keeps the logits.
+LAMINA_DETAIL_API Result<void> Session::finish_decode(const Batch& batch) {
+  if (device_ != nullptr) {
+    Result<void> finished = device_->finish();
+    if (!finished) {  // the cells were claimed, but hold nothing: free them
+      for (std::size_t t = 0; t < batch.size(); ++t) cache_.remove(batch.sequences[t], batch.positions[t], batch.positions[t] + 1);
+      return finished;
+    }
+    return keep_logits(batch);
+  }
   const ModelWeights& weights = merged_ != nullptr ? merged_->weights : model_->weights();
   LoraBatch* lora = nullptr;
   if (any_stack_active_ && batch.sequences.size() <= lora_.max_tokens()) {
@@ -276,6 +378,10 @@ LAMINA_DETAIL_API Result<void> Session::decode(const Batch& batch) {
     if (grouped) lora = &lora_;
   }
   LAMINA_TRY(forward(model_->hparams(), weights, batch, cache_, buffers_, executor(), params_.sequence_count, *kernels_, lora));
+  return keep_logits(batch);
+}
+
+LAMINA_DETAIL_API Result<void> Session::keep_logits(const Batch& batch) {
   output_count_ = batch.output_count();
   const std::size_t vocab = model_->hparams().vocab_size;
   std::size_t output = 0;
@@ -408,6 +514,10 @@ LAMINA_DETAIL_API bool Session::remove_adapter(const LoraAdapter* adapter, Seque
 }
 
 LAMINA_DETAIL_API Result<void> Session::merge_adapters(const AdapterStack& stack, MergeStorage storage) {
+  if (device_ != nullptr) {
+    return fail(ErrorCode::unsupported, "merge_adapters: not available on the " + std::string(params_.backend->name()) +
+                                            " backend yet; per-sequence adapter stacks are (set_adapters)");
+  }
   for (const AdapterStackEntry& entry : stack) LAMINA_TRY(check_adapter(entry));
   Result<std::unique_ptr<MergedWeights>> merged = merge_weights(executor(), model_->hparams(), model_->weights(), stack, storage);
   if (!merged) return merged.take_error();

@@ -6,12 +6,14 @@
 #   1 core/
 #   2 io/
 #   3 quant/  text/           (side by side: neither includes the other)
-#   4 kernels/
+#   4 kernels/                (kernels/vulkan/ too: the device layer knows no model)
 #   5 model/
 #   6 adapters/
-#   7 session.hpp
-#   8 generate.hpp            (the generation loop, on top of session.hpp)
-#   9 lamina.hpp
+#   7 backend.hpp             (the interface a device backend implements for sessions)
+#   8 session.hpp
+#   9 generate.hpp            (the generation loop, on top of session.hpp)
+#  10 lamina.hpp
+#  11 vulkan.hpp              (the Vulkan backend, on top of everything; lamina.hpp never includes it)
 # Every `#include "..."` of every file under include/lamina is checked; an edge to a higher
 # folder, or between quant/ and text/, fails.
 #
@@ -31,9 +33,11 @@ level_of() {  # PATH relative to include/lamina -> level and group
     kernels/*) echo "4 kernels" ;;
     model/*) echo "5 model" ;;
     adapters/*) echo "6 adapters" ;;
-    session.hpp) echo "7 session" ;;
-    generate.hpp) echo "8 generate" ;;
-    lamina.hpp) echo "9 top" ;;
+    backend.hpp) echo "7 backend" ;;
+    session.hpp) echo "8 session" ;;
+    generate.hpp) echo "9 generate" ;;
+    lamina.hpp) echo "10 top" ;;
+    vulkan.hpp) echo "11 vulkan" ;;
     *) echo "? unknown" ;;
   esac
 }

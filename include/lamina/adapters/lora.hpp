@@ -222,6 +222,15 @@ class LoraBatch final : public ProjectionHook {
     return group_count_ > 0;
   }
 
+  // The groups of the last group() call, for backends that apply the changes themselves:
+  // group g's tokens are group_tokens(g)[0 .. group_token_count(g)) (batch indices, in batch
+  // order), and the groups' lists lie one after another from group_tokens(0).
+  std::size_t group_count() const { return group_count_; }
+  const AdapterStack& group_stack(std::size_t g) const { return *group_stack_[g]; }
+  const std::uint32_t* group_tokens(std::size_t g) const { return order_.data() + group_begin_[g]; }
+  std::size_t group_token_count(std::size_t g) const { return group_begin_[g + 1] - group_begin_[g]; }
+  std::size_t group_offset(std::size_t g) const { return group_begin_[g]; }
+
   // Whether any group's stack changes matrix `projection` of layer `layer`.
   bool changes(std::uint32_t layer, Projection projection) const {
     for (std::size_t g = 0; g < group_count_; ++g) {

@@ -29,8 +29,10 @@ class KvCache {
   KvCache() = default;
 
   // Allocates `cell_count` cells for the model's layers: 2 × block_count × cell_count × kv_width
-  // values of `element_type` (F16 or F32).
-  static Result<KvCache> create(const ModelHparams& hparams, std::uint32_t cell_count, DType element_type = DType::f16) {
+  // values of `element_type` (F16 or F32). With `first_data_layer` > 0 the cache keeps no data
+  // for the layers before it (a device holds those: partial offload), only the bookkeeping.
+  static Result<KvCache> create(const ModelHparams& hparams, std::uint32_t cell_count, DType element_type = DType::f16,
+                                std::uint32_t first_data_layer = 0) {
     if (cell_count == 0) return fail(ErrorCode::invalid_argument, "KV cache: cell count must be positive");
     if (element_type != DType::f16 && element_type != DType::f32) {
       return fail(ErrorCode::invalid_argument, std::string("KV cache: element type ") + dtype_name(element_type) + " is not supported (f16, f32)");
@@ -38,7 +40,8 @@ class KvCache {
     KvCache cache;
     cache.element_type_ = element_type;
     cache.element_bytes_ = element_type == DType::f16 ? 2 : 4;
-    cache.layer_count_ = hparams.block_count;
+    cache.first_data_layer_ = first_data_layer < hparams.block_count ? first_data_layer : hparams.block_count;
+    cache.layer_count_ = hparams.block_count - cache.first_data_layer_;
     cache.cell_count_ = cell_count;
     cache.kv_width_ = hparams.kv_width();
     const std::size_t bytes = static_cast<std::size_t>(cache.layer_count_) * cell_count * cache.kv_width_ * cache.element_bytes_;
@@ -50,18 +53,22 @@ class KvCache {
   }
 
   // What create() allocates, computed in floating point so that no count can overflow it.
-  static double bytes_needed(const ModelHparams& hparams, std::uint32_t cell_count, DType element_type = DType::f16) {
+  static double bytes_needed(const ModelHparams& hparams, std::uint32_t cell_count, DType element_type = DType::f16,
+                             std::uint32_t first_data_layer = 0) {
     const double element_bytes = element_type == DType::f32 ? 4.0 : 2.0;
-    return 2.0 * hparams.block_count * static_cast<double>(cell_count) * hparams.kv_width() * element_bytes +
+    const double layers = first_data_layer < hparams.block_count ? hparams.block_count - first_data_layer : 0;
+    return 2.0 * layers * static_cast<double>(cell_count) * hparams.kv_width() * element_bytes +
            static_cast<double>(cell_count) * (sizeof(SequenceId) + sizeof(Position));
   }
 
   std::uint32_t cell_count() const { return cell_count_; }
   std::uint32_t kv_width() const { return kv_width_; }
   DType element_type() const { return element_type_; }
+  std::uint32_t first_data_layer() const { return first_data_layer_; }
   std::size_t size_bytes() const { return keys_.size() + values_.size(); }
 
   // [kv_width] values of element_type(): the key / value of layer `layer` stored in cell `cell`.
+  // Precondition: layer >= first_data_layer().
   void* key(std::uint32_t layer, std::uint32_t cell) { return keys_.data() + offset(layer, cell); }
   void* value(std::uint32_t layer, std::uint32_t cell) { return values_.data() + offset(layer, cell); }
   const void* key(std::uint32_t layer, std::uint32_t cell) const { return keys_.data() + offset(layer, cell); }
@@ -119,12 +126,14 @@ class KvCache {
 
  private:
   std::size_t offset(std::uint32_t layer, std::uint32_t cell) const {
-    return ((static_cast<std::size_t>(layer) * cell_count_ + cell) * kv_width_) * element_bytes_;
+    LAMINA_ASSERT(layer >= first_data_layer_, "KvCache: this layer's keys and values live on a device");
+    return ((static_cast<std::size_t>(layer - first_data_layer_) * cell_count_ + cell) * kv_width_) * element_bytes_;
   }
 
   DType element_type_ = DType::f16;
   std::size_t element_bytes_ = 2;
-  std::uint32_t layer_count_ = 0;
+  std::uint32_t first_data_layer_ = 0;
+  std::uint32_t layer_count_ = 0;  // layers with data: first_data_layer_ .. block_count - 1
   std::uint32_t cell_count_ = 0;
   std::uint32_t kv_width_ = 0;
   std::vector<std::uint8_t> keys_;    // [layer][cell][kv_width] of element_type_

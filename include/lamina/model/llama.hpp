@@ -28,6 +28,7 @@
 #include "../text/token.hpp"
 #include "hparams.hpp"
 #include "kv_cache.hpp"
+#include "forward_ops.hpp"
 #include "projection.hpp"
 
 #include <algorithm>
@@ -424,89 +425,177 @@ inline void attend(const cpu::CpuKernels& kernels, const float* queries, std::si
   kernels.attention_values(scores, query_count, head_size, values, cells, cell_count, out);
 }
 
-// x [n_tokens, embedding] += attention(rms_norm(x) * attn_norm) · Wo, for one layer; the
-// batch's keys and values are stored in the cache on the way.
-inline void attention_block(const ForwardPass& pass, std::uint32_t layer_index, float* x) {
-  const ModelHparams& hparams = pass.hparams;
-  const LayerWeights& layer = pass.weights.layers[layer_index];
-  ForwardBuffers& buffers = pass.buffers;
-  const cpu::CpuKernels& kernels = pass.kernels;
-  const std::size_t n_tokens = pass.tokens();
-  const std::size_t head_size = hparams.head_size;
-  const std::size_t heads = hparams.head_count, kv_heads = hparams.head_count_kv;
-  const std::size_t heads_per_kv_head = heads / kv_heads;
-  const std::size_t query_width = hparams.query_width();  // heads × head_size
-  const std::size_t kv_width = hparams.kv_width();        // kv_heads × head_size
-  const std::size_t rope_pairs = hparams.rope_dimension_count / 2;
-  const bool f16_cache = pass.cache.element_type() == DType::f16;
+// One layer of the architecture, described once for every backend (model/forward_ops.hpp):
+//   x += attention(rms_norm(x) * attn_norm) · Wo                  (the batch's k, v go to the cache)
+//   x += (silu(h·Wgate) * (h·Wup)) · Wdown   with h = rms_norm(x) * ffn_norm      (SwiGLU)
+// x is Activation::hidden.
+inline void transformer_layer(const ModelHparams& hparams, const LayerWeights& layer, std::uint32_t index, ForwardOps& ops) {
+  using A = Activation;
+  // q [n_tokens, heads × head_size], k and v [n_tokens, kv_heads × head_size] from h = rms_norm(x) * attn_norm.
+  ops.rms_norm(A::hidden, index, LayerVector::attention_norm, A::normed);
+  ops.project(index, Projection::query, A::normed, A::query);
+  ops.project(index, Projection::key, A::normed, A::key);
+  ops.project(index, Projection::value, A::normed, A::value);
+  if (!layer.query_bias.empty()) ops.add_bias(index, LayerVector::query_bias, A::query);  // Qwen2
+  if (!layer.key_bias.empty()) ops.add_bias(index, LayerVector::key_bias, A::key);
+  if (!layer.value_bias.empty()) ops.add_bias(index, LayerVector::value_bias, A::value);
+  ops.rope(A::query, hparams.head_count);  // rotate q and k by each token's position
+  ops.rope(A::key, hparams.head_count_kv);
+  ops.store_kv(index);   // this and later tokens read them from the cache
+  ops.attention(index);  // each token over the cells of its sequence at or before its position
+  ops.project(index, Projection::attention_output, A::attention, A::projected);
+  ops.add(A::hidden, A::projected);
 
-  // q [n_tokens, query_width], k and v [n_tokens, kv_width] from h = rms_norm(x) * attn_norm.
-  pass.rms_norm_rows(x, layer.attention_norm, buffers.normed.data());
-  pass.project(layer_index, Projection::query, layer.query, buffers.normed.data(), buffers.query.data());
-  pass.project(layer_index, Projection::key, layer.key, buffers.normed.data(), buffers.key.data());
-  pass.project(layer_index, Projection::value, layer.value, buffers.normed.data(), buffers.value.data());
-  for (std::size_t t = 0; t < n_tokens; ++t) {
-    float* q = buffers.query.data() + t * query_width;
-    float* k = buffers.key.data() + t * kv_width;
-    float* v = buffers.value.data() + t * kv_width;
-    if (!layer.query_bias.empty()) kernels.add(q, layer.query_bias.data(), query_width);
-    if (!layer.key_bias.empty()) kernels.add(k, layer.key_bias.data(), kv_width);
-    if (!layer.value_bias.empty()) kernels.add(v, layer.value_bias.data(), kv_width);
-    // Rotate q and k by the token's position (the angles were computed once per forward pass).
-    const float* cos_table = buffers.rope_cos.data() + t * rope_pairs;
-    const float* sin_table = buffers.rope_sin.data() + t * rope_pairs;
-    reference::rope_rotate(q, static_cast<int>(heads), static_cast<int>(head_size), static_cast<int>(2 * rope_pairs), cos_table,
-                           sin_table, hparams.rope_style);
-    reference::rope_rotate(k, static_cast<int>(kv_heads), static_cast<int>(head_size), static_cast<int>(2 * rope_pairs), cos_table,
-                           sin_table, hparams.rope_style);
-    // Store k and v in the token's cache cell, where this and later tokens read them.
-    const std::uint32_t cell = buffers.cells[t];
-    if (f16_cache) {
-      kernels.f32_to_f16(k, static_cast<std::uint16_t*>(pass.cache.key(layer_index, cell)), kv_width);
-      kernels.f32_to_f16(v, static_cast<std::uint16_t*>(pass.cache.value(layer_index, cell)), kv_width);
-    } else {
-      std::memcpy(pass.cache.key(layer_index, cell), k, kv_width * sizeof(float));
-      std::memcpy(pass.cache.value(layer_index, cell), v, kv_width * sizeof(float));
-    }
-  }
-
-  // a [n_tokens, query_width]: each token attends to the cells of its sequence at or before its
-  // position (find_visible_cells). One piece of work per (token, KV head) serves all the query
-  // heads that share that KV head. A cell's row of one KV head: KV head h at h × head_size.
-  const std::size_t element_bytes = f16_cache ? 2 : 4;
-  const std::uint8_t* layer_keys = static_cast<const std::uint8_t*>(pass.cache.key(layer_index, 0));
-  const std::uint8_t* layer_values = static_cast<const std::uint8_t*>(pass.cache.value(layer_index, 0));
-  const std::size_t cell_stride = kv_width * element_bytes;
-  parallel_chunks(pass.executor, n_tokens * kv_heads, ForwardBuffers::attention_chunks,
-                  [&](std::size_t chunk, std::size_t begin, std::size_t end) {
-    float* scores = buffers.attention_scores.data() + chunk * heads_per_kv_head * pass.cache.cell_count();
-    for (std::size_t pair = begin; pair < end; ++pair) {
-      const std::size_t t = pair / kv_heads, kv_head = pair % kv_heads;
-      const std::size_t first_head = kv_head * heads_per_kv_head;
-      const cpu::CacheRows keys{layer_keys + kv_head * head_size * element_bytes, cell_stride, f16_cache};
-      const cpu::CacheRows values{layer_values + kv_head * head_size * element_bytes, cell_stride, f16_cache};
-      attend(kernels, buffers.query.data() + t * query_width + first_head * head_size, heads_per_kv_head, head_size, keys, values,
-             buffers.visible_cells.data() + buffers.visible_begin[t], buffers.visible_count[t], scores,
-             buffers.attention.data() + t * query_width + first_head * head_size);
-    }
-  });
-
-  // x += a · Wo
-  pass.project(layer_index, Projection::attention_output, layer.attention_output, buffers.attention.data(), buffers.projected.data());
-  kernels.add(x, buffers.projected.data(), n_tokens * hparams.embedding_length);
+  ops.rms_norm(A::hidden, index, LayerVector::ffn_norm, A::normed);
+  ops.project(index, Projection::ffn_gate, A::normed, A::gate);
+  ops.project(index, Projection::ffn_up, A::normed, A::up);
+  ops.silu_mul(A::gate, A::up);
+  ops.project(index, Projection::ffn_down, A::gate, A::projected);
+  ops.add(A::hidden, A::projected);
 }
 
-// x [n_tokens, embedding] += (silu(h·Wgate) * (h·Wup)) · Wdown with h = rms_norm(x) * ffn_norm
-// (SwiGLU), for one layer. gate and up: [n_tokens, ffn].
-inline void feed_forward_block(const ForwardPass& pass, std::uint32_t layer_index, float* x) {
-  const LayerWeights& layer = pass.weights.layers[layer_index];
-  ForwardBuffers& buffers = pass.buffers;
-  pass.rms_norm_rows(x, layer.ffn_norm, buffers.normed.data());
-  pass.project(layer_index, Projection::ffn_gate, layer.ffn_gate, buffers.normed.data(), buffers.gate.data());
-  pass.project(layer_index, Projection::ffn_up, layer.ffn_up, buffers.normed.data(), buffers.up.data());
-  pass.kernels.silu_mul(buffers.gate.data(), buffers.up.data(), pass.tokens() * pass.hparams.feed_forward_length);
-  pass.project(layer_index, Projection::ffn_down, layer.ffn_down, buffers.gate.data(), buffers.projected.data());
-  pass.kernels.add(x, buffers.projected.data(), pass.tokens() * pass.hparams.embedding_length);
+// The layer operations on the CPU: each call runs at once on the forward pass's buffers.
+class CpuForwardOps final : public ForwardOps {
+ public:
+  explicit CpuForwardOps(const ForwardPass& pass) : pass_(pass) {}
+
+  void rms_norm(Activation in, std::uint32_t layer, LayerVector weight, Activation out) override {
+    pass_.rms_norm_rows(rows(in), vector(layer, weight), rows(out));
+  }
+  void project(std::uint32_t layer, Projection projection, Activation in, Activation out) override {
+    pass_.project(layer, projection, matrix(layer, projection), rows(in), rows(out));
+  }
+  void add_bias(std::uint32_t layer, LayerVector bias, Activation target) override {
+    const std::vector<float>& values = vector(layer, bias);
+    float* x = rows(target);
+    for (std::size_t t = 0; t < pass_.tokens(); ++t) pass_.kernels.add(x + t * values.size(), values.data(), values.size());
+  }
+  void rope(Activation target, std::uint32_t heads) override {
+    const ModelHparams& hparams = pass_.hparams;
+    const std::size_t rope_pairs = hparams.rope_dimension_count / 2;
+    const std::size_t width = static_cast<std::size_t>(heads) * hparams.head_size;
+    float* x = rows(target);
+    for (std::size_t t = 0; t < pass_.tokens(); ++t) {  // the angles were computed once per forward pass
+      reference::rope_rotate(x + t * width, static_cast<int>(heads), static_cast<int>(hparams.head_size),
+                             static_cast<int>(2 * rope_pairs), pass_.buffers.rope_cos.data() + t * rope_pairs,
+                             pass_.buffers.rope_sin.data() + t * rope_pairs, hparams.rope_style);
+    }
+  }
+  void store_kv(std::uint32_t layer) override {
+    const std::size_t kv_width = pass_.hparams.kv_width();
+    const bool f16_cache = pass_.cache.element_type() == DType::f16;
+    for (std::size_t t = 0; t < pass_.tokens(); ++t) {
+      const float* k = pass_.buffers.key.data() + t * kv_width;
+      const float* v = pass_.buffers.value.data() + t * kv_width;
+      const std::uint32_t cell = pass_.buffers.cells[t];
+      if (f16_cache) {
+        pass_.kernels.f32_to_f16(k, static_cast<std::uint16_t*>(pass_.cache.key(layer, cell)), kv_width);
+        pass_.kernels.f32_to_f16(v, static_cast<std::uint16_t*>(pass_.cache.value(layer, cell)), kv_width);
+      } else {
+        std::memcpy(pass_.cache.key(layer, cell), k, kv_width * sizeof(float));
+        std::memcpy(pass_.cache.value(layer, cell), v, kv_width * sizeof(float));
+      }
+    }
+  }
+  // One piece of work per (token, KV head) serves all the query heads that share that KV head.
+  // A cell's row of one KV head: KV head h at h × head_size.
+  void attention(std::uint32_t layer) override {
+    const ModelHparams& hparams = pass_.hparams;
+    ForwardBuffers& buffers = pass_.buffers;
+    const std::size_t head_size = hparams.head_size, kv_heads = hparams.head_count_kv;
+    const std::size_t heads_per_kv_head = hparams.head_count / kv_heads;
+    const std::size_t query_width = hparams.query_width();
+    const bool f16_cache = pass_.cache.element_type() == DType::f16;
+    const std::size_t element_bytes = f16_cache ? 2 : 4;
+    const std::uint8_t* layer_keys = static_cast<const std::uint8_t*>(pass_.cache.key(layer, 0));
+    const std::uint8_t* layer_values = static_cast<const std::uint8_t*>(pass_.cache.value(layer, 0));
+    const std::size_t cell_stride = hparams.kv_width() * element_bytes;
+    parallel_chunks(pass_.executor, pass_.tokens() * kv_heads, ForwardBuffers::attention_chunks,
+                    [&](std::size_t chunk, std::size_t begin, std::size_t end) {
+      float* scores = buffers.attention_scores.data() + chunk * heads_per_kv_head * pass_.cache.cell_count();
+      for (std::size_t pair = begin; pair < end; ++pair) {
+        const std::size_t t = pair / kv_heads, kv_head = pair % kv_heads;
+        const std::size_t first_head = kv_head * heads_per_kv_head;
+        const cpu::CacheRows keys{layer_keys + kv_head * head_size * element_bytes, cell_stride, f16_cache};
+        const cpu::CacheRows values{layer_values + kv_head * head_size * element_bytes, cell_stride, f16_cache};
+        attend(pass_.kernels, buffers.query.data() + t * query_width + first_head * head_size, heads_per_kv_head, head_size, keys,
+               values, buffers.visible_cells.data() + buffers.visible_begin[t], buffers.visible_count[t], scores,
+               buffers.attention.data() + t * query_width + first_head * head_size);
+      }
+    });
+  }
+  void silu_mul(Activation gate, Activation up) override {
+    pass_.kernels.silu_mul(rows(gate), rows(up), pass_.tokens() * pass_.hparams.feed_forward_length);
+  }
+  void add(Activation target, Activation addend) override {
+    pass_.kernels.add(rows(target), rows(addend), pass_.tokens() * pass_.hparams.embedding_length);
+  }
+
+ private:
+  float* rows(Activation activation) const {
+    ForwardBuffers& b = pass_.buffers;
+    std::vector<float>* const by_activation[] = {&b.hidden, &b.normed, &b.query, &b.key, &b.value, &b.attention, &b.projected, &b.gate, &b.up};
+    return by_activation[static_cast<std::size_t>(activation)]->data();
+  }
+  const std::vector<float>& vector(std::uint32_t layer, LayerVector which) const {
+    const LayerWeights& weights = pass_.weights.layers[layer];
+    const std::vector<float>* const by_vector[] = {&weights.attention_norm, &weights.ffn_norm, &weights.query_bias, &weights.key_bias,
+                                                   &weights.value_bias};
+    return *by_vector[static_cast<std::size_t>(which)];
+  }
+  const TensorView& matrix(std::uint32_t layer, Projection projection) const {
+    const LayerWeights& weights = pass_.weights.layers[layer];
+    const TensorView* const by_projection[] = {&weights.query, &weights.key, &weights.value, &weights.attention_output,
+                                               &weights.ffn_gate, &weights.ffn_up, &weights.ffn_down};
+    return *by_projection[static_cast<std::size_t>(projection)];
+  }
+
+  const ForwardPass& pass_;
+};
+
+// The host's part of every forward pass, on any backend: checks the batch, claims a cache cell
+// per token, lists the cells each token sees, and computes the rotation angles of each token's
+// position (they depend only on the position: computed once, used by every layer).
+inline Result<void> prepare_forward(const ModelHparams& hparams, const ModelWeights& weights, const Batch& batch, KvCache& cache,
+                                    ForwardBuffers& buffers, std::uint32_t sequence_count) {
+  LAMINA_TRY(validate_batch(hparams, batch, buffers, sequence_count));
+  LAMINA_TRY(cache.claim_cells(batch.sequences.data(), batch.positions.data(), batch.size(), buffers.cells.data()));
+  find_visible_cells(batch, cache, buffers);
+  const std::size_t rope_pairs = hparams.rope_dimension_count / 2;
+  const reference::RopeParams rope = rope_params(
+      hparams, weights.rope_frequency_factors.empty() ? nullptr : weights.rope_frequency_factors.data());
+  for (std::size_t t = 0; t < batch.size(); ++t) {
+    reference::rope_angles(rope, static_cast<float>(batch.positions[t]), buffers.rope_cos.data() + t * rope_pairs,
+                           buffers.rope_sin.data() + t * rope_pairs);
+  }
+  return success();
+}
+
+// Layers [first_layer, block_count) on the CPU over buffers.hidden, then the logits of the
+// tokens flagged in batch.want_logits into buffers.logits, one row of vocab floats each, in
+// batch order. The rest of a forward pass whose first layers ran elsewhere (partial offload).
+inline void forward_from_layer(const ForwardPass& pass, std::uint32_t first_layer) {
+  const ModelHparams& hparams = pass.hparams;
+  CpuForwardOps ops(pass);
+  for (std::uint32_t layer_index = first_layer; layer_index < hparams.block_count; ++layer_index) {
+    transformer_layer(hparams, pass.weights.layers[layer_index], layer_index, ops);
+  }
+
+  // logits [n_outputs, vocab] = rms_norm(x) * output_norm · Woutput, only for the rows whose
+  // logits were asked for (the output matrix is the largest one).
+  const std::size_t embedding = hparams.embedding_length;
+  const float* x = pass.buffers.hidden.data();
+  std::size_t output_count = 0;
+  for (std::size_t t = 0; t < pass.tokens(); ++t) {
+    if (!pass.batch.want_logits[t]) continue;
+    pass.kernels.rms_norm(x + t * embedding, pass.weights.output_norm.data(), pass.buffers.output_rows.data() + output_count * embedding,
+                          embedding, hparams.rms_norm_epsilon);
+    ++output_count;
+  }
+  if (output_count > 0) {
+    cpu::matmul(pass.executor, pass.kernels, pass.weights.output, pass.buffers.output_rows.data(), pass.buffers.logits.data(),
+                output_count, pass.buffers.workspace);
+  }
 }
 
 // Runs the model over `batch`, appending its keys and values to `cache`. The logits of the
@@ -518,47 +607,16 @@ inline void feed_forward_block(const ForwardPass& pass, std::uint32_t layer_inde
 inline Result<void> forward(const ModelHparams& hparams, const ModelWeights& weights, const Batch& batch, KvCache& cache,
                             ForwardBuffers& buffers, Executor& executor, std::uint32_t sequence_count,
                             const cpu::CpuKernels& kernels, ProjectionHook* projections = nullptr) {
-  LAMINA_TRY(validate_batch(hparams, batch, buffers, sequence_count));
+  LAMINA_TRY(prepare_forward(hparams, weights, batch, cache, buffers, sequence_count));
   const ForwardPass pass{hparams, weights, batch, cache, buffers, executor, kernels, projections};
-  const std::size_t n_tokens = batch.size();
-  const std::size_t embedding = hparams.embedding_length;
-  const std::size_t rope_pairs = hparams.rope_dimension_count / 2;
-
-  LAMINA_TRY(cache.claim_cells(batch.sequences.data(), batch.positions.data(), n_tokens, buffers.cells.data()));
-  find_visible_cells(batch, cache, buffers);
-
-  // The rotation angles depend only on the position: computed once per token, used by every layer.
-  const reference::RopeParams rope = rope_params(
-      hparams, weights.rope_frequency_factors.empty() ? nullptr : weights.rope_frequency_factors.data());
-  for (std::size_t t = 0; t < n_tokens; ++t) {
-    reference::rope_angles(rope, static_cast<float>(batch.positions[t]), buffers.rope_cos.data() + t * rope_pairs,
-                           buffers.rope_sin.data() + t * rope_pairs);
-  }
 
   // x [n_tokens, embedding] = token_embd[token]: the residual stream every block adds to.
-  float* x = buffers.hidden.data();
-  for (std::size_t t = 0; t < n_tokens; ++t) {
+  const std::size_t embedding = hparams.embedding_length;
+  for (std::size_t t = 0; t < batch.size(); ++t) {
     const TensorView& table = weights.token_embedding;
-    reference::row_to_f32(table.dtype, table.row(batch.tokens[t]), x + t * embedding, embedding);
+    reference::row_to_f32(table.dtype, table.row(batch.tokens[t]), buffers.hidden.data() + t * embedding, embedding);
   }
-
-  for (std::uint32_t layer_index = 0; layer_index < hparams.block_count; ++layer_index) {
-    attention_block(pass, layer_index, x);
-    feed_forward_block(pass, layer_index, x);
-  }
-
-  // logits [n_outputs, vocab] = rms_norm(x) * output_norm · Woutput, only for the rows whose
-  // logits were asked for (the output matrix is the largest one).
-  std::size_t output_count = 0;
-  for (std::size_t t = 0; t < n_tokens; ++t) {
-    if (!batch.want_logits[t]) continue;
-    kernels.rms_norm(x + t * embedding, weights.output_norm.data(), buffers.output_rows.data() + output_count * embedding, embedding,
-                     hparams.rms_norm_epsilon);
-    ++output_count;
-  }
-  if (output_count > 0) {
-    cpu::matmul(executor, kernels, weights.output, buffers.output_rows.data(), buffers.logits.data(), output_count, buffers.workspace);
-  }
+  forward_from_layer(pass, 0);
   return success();
 }
 
