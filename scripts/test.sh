@@ -7,6 +7,7 @@
 #   arch-symbols              tests/scripts/test_arch_symbols.sh: each instruction set's kernels keep to their namespace (nm)
 #   headers                   tests/scripts/test_headers.sh: each public header compiles alone; the macros they leave
 #   include-graph             tests/scripts/test_include_graph.sh: folders include each other one way only
+#   spirv                     tools/gen_spirv.py --check: the committed SPIR-V headers are what the shaders compile to
 #   gcc-cxx17-release         g++, C++17, Release (-O2)                          build/gcc-cxx17-release
 #   clang-cxx20-asan          clang++, C++20, -O1, AddressSanitizer + UBSan      build/clang-cxx20-asan
 #   gcc-cxx20-noexcept-native g++, C++20, Release, -fno-exceptions -march=native build/gcc-cxx20-noexcept-native
@@ -21,6 +22,9 @@
 #   check-logits              ../shared/tools/check_all.sh on build/gcc-cxx17-release/examples/cli/lamina
 #   check-tokenize            the same for the tokenizer cases
 #   check-lora                the same for the LoRA cases (GGUF and PEFT forms of each adapter)
+#   check-vulkan              every reference case through `lamina logits --backend vulkan` and the mixed-stack
+#                             batch-logits on lavapipe, validation layer on; the kernel tests at other
+#                             LP_NATIVE_VECTOR_WIDTHs (subgroup sizes); a program without a Vulkan driver
 #   cli-errors                tests/scripts/test_cli_errors.sh: the lamina command on hostile input
 # Every step runs even when an earlier one failed. The last line printed is "N passed, M failed"
 # (N, M count steps); the exit status is non-zero when any step failed. Logs: build/logs/STEP.log.
@@ -33,10 +37,10 @@ set -uo pipefail  # no -e here: a failed step must not stop the others; each ste
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
 
-all_steps=(deps install-scripts arch-symbols headers include-graph gcc-cxx17-release clang-cxx20-asan gcc-cxx20-noexcept-native
+all_steps=(deps install-scripts arch-symbols headers include-graph spirv gcc-cxx17-release clang-cxx20-asan gcc-cxx20-noexcept-native
            plain-include-O0
            package-find-package package-add-subdirectory package-fetchcontent
-           meson meson-subproject fuzz check-logits check-tokenize check-lora cli-errors)
+           meson meson-subproject fuzz check-logits check-tokenize check-lora check-vulkan cli-errors)
 if [ "${1:-}" = "--list" ]; then
   printf '%s\n' "${all_steps[@]}"
   exit 0
@@ -57,7 +61,7 @@ cli=$root/build/gcc-cxx17-release/examples/cli/lamina
 
 packages=(g++ clang cmake ninja-build ccache meson pkg-config python3-numpy
           doctest-dev libstb-dev nlohmann-json3-dev unicode-data
-          libvulkan-dev mesa-vulkan-drivers glslang-tools)
+          libvulkan-dev mesa-vulkan-drivers vulkan-validationlayers glslang-tools)
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
@@ -128,6 +132,11 @@ step_headers() {
 
 step_include_graph() {
   bash tests/scripts/test_include_graph.sh
+}
+
+step_spirv() {
+  require_program glslangValidator
+  /usr/bin/python3 tools/gen_spirv.py --check
 }
 
 step_gcc_cxx17_release() {
@@ -274,8 +283,12 @@ step_check_logits() { check_cases logits; }
 step_check_tokenize() { check_cases tokenize; }
 step_check_lora() {
   check_cases lora
-  # All F32 LoRA cases (and the plain one) as sequences of one `lamina batch-logits` pass,
-  # each judged against its own reference.
+  check_batch_logits ""
+}
+
+# All F32 LoRA cases (and the plain one) as sequences of one `lamina batch-logits` pass, each
+# judged against its own reference. BACKEND_ARGS: extra options of batch-logits.
+check_batch_logits() {  # BACKEND_ARGS
   local out=build/check-batch-logits python
   python=$(command -v /usr/bin/python3 || command -v python3)
   mkdir -p "$out"
@@ -290,13 +303,53 @@ for name in names:
                       "adapters": [{"path": f"{shared}/{a['peft']}", "scale": a["scale"]} for a in case["adapters"]]})
 json.dump({"sequences": sequences, "names": names}, open(spec, "w"))
 PY
-  "$cli" batch-logits -m "$shared/models/synth-llama-f32.gguf" --spec "$out/spec.json" --out-dir "$out/logits"
+  # shellcheck disable=SC2086  # $1 is a list of options
+  "$cli" batch-logits -m "$shared/models/synth-llama-f32.gguf" --spec "$out/spec.json" --out-dir "$out/logits" $1
   local i=0 name
   for name in llama-f32-lora-a llama-f32-lora-ab llama-f32-dora-d llama-f32-rslora-e llama-f32; do
     "$python" "$shared/tools/compare_logits.py" "$shared/reference/$name.json" "$out/logits/$i.f32"
     i=$((i + 1))
   done
 }
+step_check_vulkan() {
+  if [ ! -x "$cli" ]; then
+    echo "$cli was not built (see step gcc-cxx17-release)"
+    return 1
+  fi
+  export LAMINA_VULKAN_VALIDATION=1  # any validation-layer error fails the command
+  "$cli" devices
+  # check_all.sh runs `lamina logits`: a stand-in that adds --backend vulkan to it.
+  local wrapper=build/check-vulkan/lamina
+  mkdir -p build/check-vulkan
+  printf '#!/usr/bin/env bash\nif [ "$1" = logits ]; then shift; exec "%s" logits --backend vulkan "$@"; fi\nexec "%s" "$@"\n' "$cli" "$cli" >"$wrapper"
+  chmod +x "$wrapper"
+  bash "$shared/tools/check_all.sh" "$root/$wrapper" logits
+  bash "$shared/tools/check_all.sh" "$root/$wrapper" lora
+  check_batch_logits "--backend vulkan"
+  # Lavapipe's vector width sets the subgroup size (4, 8, 16 lanes): the kernels at each.
+  local tests=build/gcc-cxx17-release/tests/lamina_tests width
+  for width in 128 512; do
+    echo "--- kernel tests with LP_NATIVE_VECTOR_WIDTH=$width"
+    LP_NATIVE_VECTOR_WIDTH=$width "$tests" --test-case="vulkan: *scalar reference*"
+  done
+  # A program compiled with -I include alone, run where the loader finds no driver: a clean
+  # error, then the CPU.
+  g++ -std=c++17 -O1 -Wall -Wextra -Wpedantic -Werror -I include examples/gpu_or_cpu/main.cpp -o build/check-vulkan/gpu_or_cpu -pthread
+  VK_DRIVER_FILES=/nonexistent.json VK_ICD_FILENAMES=/nonexistent.json build/check-vulkan/gpu_or_cpu \
+    models/demo/fortunes-demo.gguf "The cat" 8 2>build/check-vulkan/no-driver.err
+  cat build/check-vulkan/no-driver.err
+  grep -q "no Vulkan driver" build/check-vulkan/no-driver.err
+  grep -q "backend: cpu" build/check-vulkan/no-driver.err
+  # And the CLI: exit 1 with one line saying why.
+  if VK_DRIVER_FILES=/nonexistent.json VK_ICD_FILENAMES=/nonexistent.json "$cli" generate -m models/demo/fortunes-demo.gguf \
+       -p "The cat" -n 4 --backend vulkan >/dev/null 2>build/check-vulkan/cli.err; then
+    echo "lamina generate --backend vulkan without a driver exited 0"
+    return 1
+  fi
+  cat build/check-vulkan/cli.err
+  [ "$(wc -l <build/check-vulkan/cli.err)" -eq 1 ]
+}
+
 step_cli_errors() {
   if [ ! -x "$cli" ]; then
     echo "$cli was not built (see step gcc-cxx17-release)"

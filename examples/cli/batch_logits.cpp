@@ -7,6 +7,7 @@
 // Adapter paths (GGUF files or PEFT directories) are relative to the spec file's directory unless
 // absolute; "adapters" and "scale" are optional (no adapters; scale 1). Each output file has the
 // reference layout of ../shared: int32 n_vocab, then float32[n_tokens][n_vocab].
+#include "backend_option.hpp"
 #include "cli_common.hpp"
 
 #include <lamina/io/json_check.hpp>
@@ -106,11 +107,11 @@ lamina::Result<void> write_logits(const std::string& path, std::uint32_t vocab, 
 }  // namespace
 
 int run_batch_logits(int argc, char** argv) {
-  const char* usage = "lamina batch-logits -m MODEL --spec SPEC.json --out-dir DIR [-t N] [--ctx N]";
+  const char* usage = "lamina batch-logits -m MODEL --spec SPEC.json --out-dir DIR [-t N] [--ctx N] [--backend cpu|vulkan] [--device N]";
   const std::vector<Option> options = {help_option, model_option,
                                        {"--spec", nullptr, true, "JSON: {\"sequences\": [{\"tokens\": [..], \"adapters\": [{\"path\": .., \"scale\": ..}]}]}"},
                                        {"--out-dir", nullptr, true, "directory for 0.f32, 1.f32 … (created if missing)"},
-                                       threads_option, context_option};
+                                       threads_option, context_option, backend_option, device_option, pipeline_cache_option};
   lamina::Result<ParsedArguments> arguments = parse_arguments(argc, argv, 2, options);
   if (!arguments) return report(arguments.error());
   if (arguments->has("--help")) return print_help(usage, options), 0;
@@ -143,6 +144,8 @@ int run_batch_logits(int argc, char** argv) {
   params.batch_size = static_cast<std::uint32_t>(total_tokens);
   params.context_length = static_cast<std::uint32_t>(total_tokens);
   params.logits_for_every_token = true;
+  lamina::Result<void> backend = apply_backend_options(*arguments, params);
+  if (!backend) return report(backend.error());
   lamina::Result<lamina::Session> session = lamina::Session::create(*model, params);
   if (!session) return report(session.error());
 
@@ -188,7 +191,7 @@ int run_batch_logits(int argc, char** argv) {
     if (!written) return report(written.error());
   }
   std::printf("wrote logits of %zu sequences (%zu tokens, one forward pass) to %s\n", spec->size(), total_tokens, directory.c_str());
-  return 0;
+  return check_backend_validation(params, 0);
 }
 
 }  // namespace lamina_cli

@@ -8,6 +8,7 @@
 // with --json a last line {"model":…,"threads":…,"n_prompt":…,"n_gen":…,"pp_tps":…,"tg_tps":…}.
 #include "cli_common.hpp"
 
+#include "backend_option.hpp"
 #include "bench.hpp"
 
 #include <chrono>
@@ -46,7 +47,7 @@ std::string base_name(const std::string& path) {
 }  // namespace
 
 int run_bench(int argc, char** argv) {
-  const char* usage = "lamina bench -m MODEL [-t THREADS] [-p N_PROMPT] [-n N_GEN] [-r REPETITIONS] [--json] [--lora PATH[:SCALE]]...";
+  const char* usage = "lamina bench -m MODEL [-t THREADS] [-p N_PROMPT] [-n N_GEN] [-r REPETITIONS] [--json] [--lora PATH[:SCALE]]... [--backend cpu|vulkan] [--device N]";
   const std::vector<Option> options = {
       help_option, model_option, threads_option,
       {"--n-prompt", "-p", true, "prompt tokens, one batch; 0 = no prompt test (default 512)"},
@@ -56,7 +57,7 @@ int run_bench(int argc, char** argv) {
       {"--kv-type", nullptr, true, "KV cache type: f16 (default) or f32"},
       {"--cpu-arch", nullptr, true, "force the kernels of: scalar, sse2, avx2, avx512, neon (default: the best the CPU has)"},
       {"--json", nullptr, false, "end with one JSON line: model, threads, n_prompt, n_gen, pp_tps, tg_tps"},
-      lora_option};
+      lora_option, backend_option, device_option, pipeline_cache_option};
   lamina::Result<ParsedArguments> arguments = parse_arguments(argc, argv, 2, options);
   if (!arguments) return report(arguments.error());
   if (arguments->has("--help")) return print_help(usage, options), 0;
@@ -94,6 +95,11 @@ int run_bench(int argc, char** argv) {
       return report(usage_error("--cpu-arch: this processor does not support " + *arch));
     }
   }
+
+  lamina::SessionParams backend_params;
+  lamina::Result<void> backend = apply_backend_options(*arguments, backend_params);
+  if (!backend) return report(backend.error());
+  bench.backend = backend_params.backend;
 
   const std::string& path = *arguments->get("--model");
   using Clock = std::chrono::steady_clock;
@@ -138,7 +144,8 @@ int run_bench(int argc, char** argv) {
     char size[32];
     std::snprintf(size, sizeof size, "%.2f GiB", static_cast<double>(weights.total) / (1024.0 * 1024.0 * 1024.0));
     std::printf("| %-32.32s | %10s | %6.2f B | %-7s | %7u | %8s | %19s |\n", name.c_str(), size, static_cast<double>(parameters) / 1e9,
-                lamina::cpu_arch_name(result->cpu_arch), result->thread_count, label.c_str(), rate);
+                bench.backend != nullptr ? bench.backend->name() : lamina::cpu_arch_name(result->cpu_arch), result->thread_count,
+                label.c_str(), rate);
   };
   if (bench.prompt_tokens > 0) row("pp", bench.prompt_tokens, result->prompt);
   if (bench.generated_tokens > 0) row("tg", bench.generated_tokens, result->generation);
@@ -146,6 +153,7 @@ int run_bench(int argc, char** argv) {
               lamina::cpu_arch_name(result->cpu_arch), result->thread_count, human_bytes(peak_resident_bytes()).c_str(),
               human_bytes(static_cast<double>(weights.total)).c_str(), human_bytes(static_cast<double>(weights.read_per_token)).c_str(),
               static_cast<unsigned long long>(weights.read_per_token));
+  if (bench.backend != nullptr) std::printf("backend: %s\n%s\n", result->backend.c_str(), backend_report(backend_params).c_str());
   if (bench.generated_tokens > 0) {
     std::printf("generation moves %.2f GB/s of weights (bytes read per token x tg t/s)\n",
                 static_cast<double>(weights.read_per_token) * result->generation.mean / 1e9);
@@ -154,7 +162,7 @@ int run_bench(int argc, char** argv) {
     std::printf("%s\n", lamina::bench_json_line(path, result->thread_count, bench.prompt_tokens, bench.generated_tokens,
                                                 result->prompt.mean, result->generation.mean).c_str());
   }
-  return 0;
+  return check_backend_validation(backend_params, 0);
 }
 
 }  // namespace lamina_cli

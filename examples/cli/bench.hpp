@@ -45,6 +45,7 @@ struct BenchOptions {
   CpuArch cpu_arch = CpuArch::automatic;
   std::uint64_t seed = 1;                // of the random token ids
   AdapterStack adapters;                 // applied unmerged to the benchmark's sequence
+  std::shared_ptr<Backend> backend;      // the device that runs the passes; null: the CPU
   // Called before each run: test "pp" or "tg", run 0 is the warm-up, then 1..repetitions.
   std::function<void(const char* test, std::uint32_t run)> on_run;
 };
@@ -60,6 +61,7 @@ struct BenchReport {
   BenchStatistics generation;  // empty when generated_tokens == 0
   std::uint32_t thread_count = 0;
   CpuArch cpu_arch = CpuArch::scalar;
+  std::string backend = "cpu";  // Session::backend_description()
 };
 
 namespace detail {
@@ -95,6 +97,7 @@ inline Result<BenchReport> run_benchmark(const std::shared_ptr<const Model>& mod
   params.thread_count = options.thread_count;
   params.kv_cache_type = options.kv_cache_type;
   params.cpu_arch = options.cpu_arch;
+  params.backend = options.backend;
   Result<Session> session = Session::create(model, params);
   if (!session) return session.take_error();
   if (!options.adapters.empty()) LAMINA_TRY(session->set_adapters(options.adapters));
@@ -108,6 +111,7 @@ inline Result<BenchReport> run_benchmark(const std::shared_ptr<const Model>& mod
   using Clock = std::chrono::steady_clock;
   BenchReport report;
   report.cpu_arch = session->cpu_arch();
+  report.backend = session->backend_description();
   report.thread_count = static_cast<std::uint32_t>(session->executor().concurrency());
 
   std::vector<double> samples;

@@ -11,7 +11,9 @@
 //   lamina batch-logits -m MODEL --spec SPEC.json --out-dir DIR                         (batch_logits.cpp)
 //   lamina explain  -m MODEL (--prompt TEXT | --tokens IDS) --out-dir DIR                (explain.cpp)
 //   lamina lora merge   -m BASE.gguf --lora PATH[:SCALE]... -o OUT.gguf [--type TYPE] [-t N]           (lora.cpp)
+//   lamina devices                                                                        (backend.cpp)
 //   lamina lora combine -m BASE.gguf --lora PATH[:WEIGHT]... --method METHOD -o OUT [--rank R] [--density D] [--seed S]
+#include "backend_option.hpp"
 #include "cli_common.hpp"
 #include "tokenizer_test_cases.hpp"
 
@@ -34,11 +36,11 @@ using namespace lamina_cli;
 // ---------------------------------------------------------------------------------------------
 
 int run_logits(int argc, char** argv) {
-  const char* usage = "lamina logits -m MODEL --tokens \"1 2 3\" [--lora PATH[:SCALE]]... [--ctx N] -o OUT.f32";
+  const char* usage = "lamina logits -m MODEL --tokens \"1 2 3\" [--lora PATH[:SCALE]]... [--ctx N] [--backend cpu|vulkan] [--device N] -o OUT.f32";
   const std::vector<Option> options = {
       help_option, model_option, {"--tokens", nullptr, true, "token ids, space or comma separated"},
       lora_option, {"--output", "-o", true, "output file: int32 n_vocab, then float32[n_tokens][n_vocab]"},
-      {"--threads", "-t", true, "threads (default: all cores)"}, context_option};
+      {"--threads", "-t", true, "threads (default: all cores)"}, context_option, backend_option, device_option, pipeline_cache_option};
   lamina::Result<ParsedArguments> arguments = parse_arguments(argc, argv, 2, options);
   if (!arguments) return report(arguments.error());
   if (arguments->has("--help")) return print_help(usage, options), 0;
@@ -57,6 +59,8 @@ int run_logits(int argc, char** argv) {
     if (!count) return report(count.error());
     params.thread_count = static_cast<std::uint32_t>(*count);
   }
+  lamina::Result<void> backend = apply_backend_options(*arguments, params);
+  if (!backend) return report(backend.error());
   lamina::ModelParams model_params;
   model_params.load_tokenizer = false;  // ids in, logits out
   lamina::Result<std::shared_ptr<const lamina::Model>> model = lamina::Model::load(*arguments->get("--model"), model_params);
@@ -89,13 +93,13 @@ int run_logits(int argc, char** argv) {
   if (written) written = out->commit();
   if (!written) return report(written.error());
   std::printf("wrote logits of %zu tokens × %u to %s\n", tokens->size(), vocab, path.c_str());
-  return 0;
+  return check_backend_validation(params, 0);
 }
 
 int run_generate(int argc, char** argv) {
   const char* usage =
       "lamina generate -m MODEL (--prompt TEXT | --tokens IDS) -n N [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
-      "                [--repeat-penalty R] [--seed S] [--lora PATH[:SCALE]]... [--parse-special] [--print-ids]";
+      "                [--repeat-penalty R] [--seed S] [--lora PATH[:SCALE]]... [--parse-special] [--print-ids] [--backend cpu|vulkan] [--device N]";
   const std::vector<Option> options = {
       help_option, model_option,
       {"--prompt", "-p", true, "prompt text"},
@@ -111,7 +115,8 @@ int run_generate(int argc, char** argv) {
       {"--ctx", "-c", true, "longest sequence, in tokens (default: the model's context length)"},
       lora_option,
       parse_special_option,
-      {"--print-ids", nullptr, false, "print the generated token ids after the text"}};
+      {"--print-ids", nullptr, false, "print the generated token ids after the text"},
+      backend_option, device_option, pipeline_cache_option};
   lamina::Result<ParsedArguments> arguments = parse_arguments(argc, argv, 2, options);
   if (!arguments) return report(arguments.error());
   if (arguments->has("--help")) return print_help(usage, options), 0;
@@ -162,6 +167,8 @@ int run_generate(int argc, char** argv) {
     if (!value) return report(value.error());
     params.context_length = static_cast<std::uint32_t>(*value);
   }
+  lamina::Result<void> backend = apply_backend_options(*arguments, params);
+  if (!backend) return report(backend.error());
 
   lamina::Result<std::shared_ptr<const lamina::Model>> model = lamina::Model::load(*arguments->get("--model"));
   if (!model) return report(model.error());
@@ -221,7 +228,7 @@ int run_generate(int argc, char** argv) {
   std::printf("prompt: %zu tokens in %.3f s (%.1f t/s) | generation: %zu tokens in %.3f s (%.1f t/s)\n", prompt.size(),
               prompt_seconds, prompt_seconds > 0 ? static_cast<double>(prompt.size()) / prompt_seconds : 0.0, generated,
               generation_seconds, generation_seconds > 0 ? static_cast<double>(generated) / generation_seconds : 0.0);
-  return 0;
+  return check_backend_validation(params, 0);
 }
 
 int run_tokenize(int argc, char** argv) {
@@ -384,7 +391,8 @@ void print_main_help() {
       "  quantize   convert a model's weights to another type (q4_0, q4_k_m, q8_0, …)\n"
       "  batch-logits  evaluate several sequences, each with its own adapters, in one forward pass\n"
       "  explain    walk through a forward pass step by step and draw attention / logit-lens heatmaps\n"
-      "  lora       merge adapters into a model (lora merge), or combine adapters into one (lora combine)\n",
+      "  lora       merge adapters into a model (lora merge), or combine adapters into one (lora combine)\n"
+      "  devices    list the Vulkan devices that --backend vulkan can use\n",
       LAMINA_VERSION_STRING);
 }
 
@@ -408,7 +416,8 @@ int main(int argc, char** argv) {
   if (command == "batch-logits") return lamina_cli::run_batch_logits(argc, argv);
   if (command == "explain") return lamina_cli::run_explain(argc, argv);
   if (command == "lora") return lamina_cli::run_lora(argc, argv);
-  std::fprintf(stderr, "lamina: unknown command '%s' (commands: logits, generate, tokenize, inspect, synth, bench, quantize, batch-logits, explain, lora)\n",
+  if (command == "devices") return lamina_cli::run_devices(argc, argv);
+  std::fprintf(stderr, "lamina: unknown command '%s' (commands: logits, generate, tokenize, inspect, synth, bench, quantize, batch-logits, explain, lora, devices)\n",
                command.c_str());
   return 1;
 }

@@ -142,10 +142,19 @@ class Backend final : public lamina::Backend, public std::enable_shared_from_thi
     return backend;
   }
 
+  Backend(const Backend&) = delete;
+  Backend& operator=(const Backend&) = delete;
+  // Keeps the pipelines compiled so far in VulkanParams::pipeline_cache_path, if set.
+  ~Backend() override {
+    if (context_ != nullptr) static_cast<void>(context_->save_pipeline_cache());
+  }
+
   const char* name() const override { return "vulkan"; }
+  // Writes the pipeline cache now (also done when the backend is destroyed).
+  Result<void> save_pipeline_cache() const { return context_->save_pipeline_cache(); }
   const Context& context() const { return *context_; }
   const DeviceInfo& info() const { return context_->info(); }
-  Pipelines& pipelines() { return *pipelines_; }
+  Pipelines& pipelines() const { return *pipelines_; }
   std::shared_ptr<Pipelines> shared_pipelines() const { return pipelines_; }
 
   Result<std::unique_ptr<lamina::BackendSession>> create_session(const std::shared_ptr<const Model>& model,

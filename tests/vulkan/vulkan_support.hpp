@@ -16,8 +16,12 @@ struct VulkanFixture {
   std::unique_ptr<lamina::vulkan::Recorder> recorder;  // for the kernel tests
 };
 
+// Made on first use and never destroyed: at exit, the driver (lavapipe's LLVM) may already have
+// torn down its own statics, so Vulkan objects must not be released from a static destructor.
+// The pointer keeps it reachable, which LeakSanitizer does not report.
 inline VulkanFixture& vulkan_fixture() {
-  static VulkanFixture fixture;
+  static VulkanFixture* const instance = new VulkanFixture();
+  VulkanFixture& fixture = *instance;
   if (fixture.backend == nullptr) {
     lamina::vulkan::VulkanParams params;
     params.validation = true;
