@@ -109,6 +109,7 @@ build_consumer() {  # BUILD_DIR CMAKE_ARGS...
     -DCMAKE_CXX_FLAGS="-Wall -Wextra -Wpedantic -Werror" "$@"
   cmake --build "$dir" --parallel "$jobs"
   "$dir/consumer"
+  "$dir/vulkan_consumer"  # lamina::vulkan: the checkout and the package have it where Vulkan-Hpp is installed
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -232,11 +233,12 @@ step_meson_subproject() {
   local work=build/meson-subproject
   rm -rf "$work"
   mkdir -p "$work/source/subprojects"
-  cp tests/packaging/meson.build tests/packaging/main.cpp "$work/source/"
+  cp tests/packaging/meson.build tests/packaging/main.cpp tests/packaging/vulkan_consumer.cpp "$work/source/"
   ln -s "$root" "$work/source/subprojects/lamina"
   meson setup "$work/build" "$work/source" -Dwarning_level=3 -Dwerror=true
   meson compile -C "$work/build" -j "$jobs"
   "$work/build/consumer"
+  "$work/build/vulkan_consumer"
 }
 
 step_fuzz() {
