@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace lamina_test;
@@ -230,4 +231,38 @@ TEST_CASE("vulkan: no loader, a missing device and unsupported requests are clea
   bad.add(1 << 20, 0, 0, true);  // a token outside the vocabulary
   CHECK_FALSE(session->decode(bad).ok());
   CHECK(session->kv_cache().used_cell_count() == 0);
+}
+
+TEST_CASE("vulkan: sessions on several threads share one backend") {
+  LAMINA_REQUIRE_SHARED("reference/stories260K.json");
+  VulkanFixture& fixture = vulkan_fixture();
+  const ReferenceCase reference = load_case("stories260K");
+  const std::shared_ptr<const lamina::Model> model = load_model(reference.model_path);
+  // Sessions are made on this thread (REQUIRE is not thread-safe); the threads only feed.
+  std::vector<lamina::Session> sessions;
+  for (int i = 0; i < 3; ++i) {
+    lamina::Result<lamina::Session> session = lamina::Session::create(model, device_params(fixture.backend));
+    REQUIRE(session.ok());
+    sessions.push_back(std::move(*session));
+  }
+  const std::size_t vocab = model->hparams().vocab_size;
+  std::vector<std::vector<float>> logits(sessions.size(), std::vector<float>(reference.prompt.size() * vocab));
+  std::vector<int> fed(sessions.size(), 0);
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < sessions.size(); ++i) {
+    threads.emplace_back([&, i] {
+      bool ok = true;
+      for (std::size_t t = 0; t < reference.prompt.size() && ok; ++t) {  // one token at a time: many submissions
+        ok = sessions[i].feed(&reference.prompt[t], 1, 0, logits[i].data() + t * vocab).ok();
+      }
+      fed[i] = ok ? 1 : 0;
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (std::size_t i = 0; i < sessions.size(); ++i) {
+    CAPTURE(i);
+    REQUIRE(fed[i] == 1);
+    check_against_reference(reference, logits[i], 0.02, 1.0);
+  }
+  check_no_validation_errors(fixture);
 }

@@ -126,7 +126,7 @@ class Recorder {
     if (submitted_) static_cast<void>(c.device().waitForFences(fence_, VK_TRUE, UINT64_MAX, d));
     for (vk::DescriptorPool pool : pools_) c.device().destroyDescriptorPool(pool, nullptr, d);
     if (fence_) c.device().destroyFence(fence_, nullptr, d);
-    if (command_) c.device().freeCommandBuffers(c.command_pool(), command_, d);
+    if (command_pool_) c.device().destroyCommandPool(command_pool_, nullptr, d);  // frees command_
   }
 
   static Result<std::unique_ptr<Recorder>> create(std::shared_ptr<Pipelines> pipelines) {
@@ -135,9 +135,14 @@ class Recorder {
     recorder->pipelines_ = std::move(pipelines);
     const Context& c = recorder->pipelines_->context();
     const vk::DispatchLoaderDynamic& d = c.dispatch;
-    std::lock_guard<std::mutex> lock(c.submit_mutex());
+    // A pool of its own: command buffers of one pool must not be recorded on two threads at
+    // once, and each session records on its own thread.
+    vk::ResultValue<vk::CommandPool> pool = c.device().createCommandPool(
+        vk::CommandPoolCreateInfo(vk::CommandPoolCreateFlagBits::eResetCommandBuffer, c.queue_family()), nullptr, d);
+    if (pool.result != vk::Result::eSuccess) return detail::device_error("vkCreateCommandPool", pool.result);
+    recorder->command_pool_ = pool.value;
     vk::ResultValue<std::vector<vk::CommandBuffer>> commands =
-        c.device().allocateCommandBuffers(vk::CommandBufferAllocateInfo(c.command_pool(), vk::CommandBufferLevel::ePrimary, 1), d);
+        c.device().allocateCommandBuffers(vk::CommandBufferAllocateInfo(recorder->command_pool_, vk::CommandBufferLevel::ePrimary, 1), d);
     if (commands.result != vk::Result::eSuccess) return detail::device_error("vkAllocateCommandBuffers", commands.result);
     recorder->command_ = commands.value[0];
     vk::ResultValue<vk::Fence> fence = c.device().createFence(vk::FenceCreateInfo(), nullptr, d);
@@ -290,6 +295,7 @@ class Recorder {
   }
 
   std::shared_ptr<Pipelines> pipelines_;
+  vk::CommandPool command_pool_;
   vk::CommandBuffer command_;
   vk::Fence fence_;
   Buffer placeholder_;
