@@ -148,6 +148,7 @@ step_clang_cxx20_asan() {
   # Any sanitizer report fails the run: UBSan does not recover, ASan and LeakSanitizer exit non-zero.
   export ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  export LSAN_OPTIONS=suppressions=$root/tests/lsan_suppressions.txt:print_suppressions=0  # the Vulkan driver's own
   cmake_config clang-cxx20-asan clang++ 20 Debug \
     "-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all"
 }

@@ -35,6 +35,7 @@ lamina::Result<void> apply_backend_options(const ParsedArguments& arguments, lam
   params.backend = *created;
   return lamina::success();
 #else
+  (void)params;
   return lamina::fail(lamina::ErrorCode::unsupported, "--backend vulkan: this lamina was built without the Vulkan backend (LAMINA_VULKAN=OFF)");
 #endif
 }

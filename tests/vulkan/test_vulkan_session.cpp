@@ -142,8 +142,12 @@ TEST_CASE("vulkan: one forward pass serves sequences that each have a different 
   std::vector<float> before(session->output_logits(1), session->output_logits(1) + vocab);
   std::vector<float> untouched(session->output_logits(0), session->output_logits(0) + vocab);
   for (std::size_t s = 0; s < cases.size(); ++s) session->rewind(static_cast<lamina::SequenceId>(s), static_cast<lamina::Position>(cases[s].prompt.size()));
+  const std::size_t pipelines = fixture.backend->pipelines().pipeline_count();
+  const std::uint64_t device_memory = fixture.backend->context().allocated_bytes();
   REQUIRE(session->set_adapter_scale(session->adapters(1)[0].adapter.get(), 0.0f, 1).ok());
   REQUIRE(session->decode(next).ok());
+  CHECK(fixture.backend->pipelines().pipeline_count() == pipelines);         // no pipeline built
+  CHECK(fixture.backend->context().allocated_bytes() == device_memory);     // nothing uploaded
   CHECK(max_difference(untouched, std::vector<float>(session->output_logits(0), session->output_logits(0) + vocab)) <= 1e-5);
   CHECK(max_difference(before, std::vector<float>(session->output_logits(1), session->output_logits(1) + vocab)) > 1e-3);
   check_no_validation_errors(fixture);
@@ -202,6 +206,28 @@ TEST_CASE("vulkan: sessions of one model share its weights on the device") {
   REQUIRE(second.ok());
   CHECK(first->get() == second->get());
   CHECK((*first)->bytes() > 0);
+}
+
+TEST_CASE("vulkan: device memory is counted, and given back when the last session of a model goes") {
+  LAMINA_REQUIRE_SHARED("models/synth-llama-q4_k_m.gguf");
+  VulkanFixture& fixture = vulkan_fixture();
+  const lamina::vulkan::Context& context = fixture.backend->context();
+  const std::uint64_t before = context.allocated_bytes();
+  {
+    const std::shared_ptr<const lamina::Model> model = load_model(shared_path("models/synth-llama-q4_k_m.gguf"));
+    lamina::Result<lamina::Session> first = lamina::Session::create(model, device_params(fixture.backend));
+    REQUIRE(first.ok());
+    const std::uint64_t with_one = context.allocated_bytes();
+    lamina::Result<lamina::Session> second = lamina::Session::create(model, device_params(fixture.backend));
+    REQUIRE(second.ok());
+    const std::uint64_t with_two = context.allocated_bytes();
+    MESSAGE("device memory: " << before << " bytes before, " << with_one << " with one session, " << with_two << " with two; session "
+                              << first->device_bytes() << " bytes");
+    CHECK(with_one > before + first->device_bytes());         // the weights and the session
+    CHECK(with_two - with_one >= second->device_bytes());      // a second session adds its own part only
+    CHECK(with_two - with_one < (with_one - before));          // not a second copy of the weights
+  }
+  CHECK(context.allocated_bytes() == before);
 }
 
 TEST_CASE("vulkan: no loader, a missing device and unsupported requests are clean errors") {

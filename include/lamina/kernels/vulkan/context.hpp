@@ -338,6 +338,11 @@ class Context {
   // A command pool is used from one thread at a time: sessions on several threads lock it.
   std::mutex& submit_mutex() const { return submit_mutex_; }
 
+  // Bytes of device memory lamina holds on this device now (every Buffer: weights, sessions,
+  // adapters, uploads in flight).
+  std::uint64_t allocated_bytes() const { return allocated_bytes_.load(); }
+  void count_allocation(std::int64_t bytes) const { allocated_bytes_.fetch_add(static_cast<std::uint64_t>(bytes)); }
+
   vk::DispatchLoaderDynamic dispatch;
 
  private:
@@ -361,6 +366,7 @@ class Context {
   std::uint64_t max_binding_bytes_ = 0;
   std::vector<vk::PhysicalDevice> physical_devices_;
   mutable std::mutex submit_mutex_;
+  mutable std::atomic<std::uint64_t> allocated_bytes_{0};
 };
 
 inline Result<std::shared_ptr<Context>> Context::create_instance(const VulkanParams& params) {

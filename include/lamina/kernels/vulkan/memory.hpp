@@ -37,6 +37,7 @@ class Buffer {
       memory_ = other.memory_;
       size_ = other.size_;
       mapped_ = other.mapped_;
+      allocated_ = other.allocated_;
       other.context_ = nullptr;
       other.buffer_ = vk::Buffer();
       other.memory_ = vk::DeviceMemory();
@@ -83,6 +84,8 @@ class Buffer {
     vk::ResultValue<vk::DeviceMemory> allocated = context.device().allocateMemory(vk::MemoryAllocateInfo(requirements.size, type_index), nullptr, d);
     if (allocated.result != vk::Result::eSuccess) return buffer_error(what, bytes, allocated.result);
     buffer.memory_ = allocated.value;
+    buffer.allocated_ = requirements.size;
+    context.count_allocation(static_cast<std::int64_t>(buffer.allocated_));
     const vk::Result bound = context.device().bindBufferMemory(buffer.buffer_, buffer.memory_, 0, d);
     if (bound != vk::Result::eSuccess) return buffer_error(what, bytes, bound);
     if (memory.memoryTypes[type_index].propertyFlags & Bit::eHostVisible) {
@@ -109,17 +112,22 @@ class Buffer {
     const vk::DispatchLoaderDynamic& d = context_->dispatch;
     if (mapped_ != nullptr) context_->device().unmapMemory(memory_, d);
     if (buffer_) context_->device().destroyBuffer(buffer_, nullptr, d);
-    if (memory_) context_->device().freeMemory(memory_, nullptr, d);
+    if (memory_) {
+      context_->device().freeMemory(memory_, nullptr, d);
+      context_->count_allocation(-static_cast<std::int64_t>(allocated_));
+    }
     context_ = nullptr;
     buffer_ = vk::Buffer();
     memory_ = vk::DeviceMemory();
     mapped_ = nullptr;
+    allocated_ = 0;
   }
 
   const Context* context_ = nullptr;
   vk::Buffer buffer_;
   vk::DeviceMemory memory_;
   std::uint64_t size_ = 0;
+  std::uint64_t allocated_ = 0;  // bytes of device memory (the driver may round size_ up)
   void* mapped_ = nullptr;
 };
 
