@@ -9,7 +9,7 @@
 #   include-graph             tests/scripts/test_include_graph.sh: folders include each other one way only
 #   spirv                     tools/gen_spirv.py --check: the committed SPIR-V headers are what the shaders compile to
 #   gcc-cxx17-release         g++, C++17, Release (-O2)                          build/gcc-cxx17-release
-#   clang-cxx20-asan          clang++, C++20, -O1, AddressSanitizer + UBSan      build/clang-cxx20-asan
+#   clang-cxx20-asan          clang++, C++20, -O1, AddressSanitizer + UBSan      build/clang-cxx20-asan (tests only)
 #   gcc-cxx20-noexcept-native g++, C++20, Release, -fno-exceptions -march=native build/gcc-cxx20-noexcept-native
 #   plain-include-O0          the CLI from g++ -O0 -I include alone (no lamina sources, no -m flags,
 #                             no build system), through the reference checks with every instruction set
@@ -79,8 +79,9 @@ require_program() {
 }
 
 # One configuration of the matrix: configure, build everything, run the tests through CTest.
-cmake_config() {  # NAME COMPILER STANDARD BUILD_TYPE EXTRA_CXX_FLAGS
+cmake_config() {  # NAME COMPILER STANDARD BUILD_TYPE EXTRA_CXX_FLAGS [CMAKE_ARGS...]
   local name=$1 compiler=$2 standard=$3 build_type=$4 flags=$5 dir=build/$1
+  shift 5
   require_program "$compiler"
   local common
   set_common_args "$dir"
@@ -92,7 +93,7 @@ cmake_config() {  # NAME COMPILER STANDARD BUILD_TYPE EXTRA_CXX_FLAGS
     -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" \
     -DCMAKE_CXX_FLAGS_DEBUG="-g" \
     -DLAMINA_WERROR=ON \
-    -DLAMINA_SHARED_DIR="$shared"
+    -DLAMINA_SHARED_DIR="$shared" "$@"
   echo "building $name with $jobs jobs"
   cmake --build "$dir" --parallel "$jobs"
   (cd "$dir" && ctest --output-on-failure)
@@ -149,12 +150,14 @@ step_clang_cxx20_asan() {
   export ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   export LSAN_OPTIONS=suppressions=$root/tests/lsan_suppressions.txt:print_suppressions=0  # the Vulkan driver's own
+  # The tests only: the CLI and the benchmarks are built (and the CLI run) by the other steps.
   cmake_config clang-cxx20-asan clang++ 20 Debug \
-    "-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all"
+    "-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
+    -DLAMINA_BUILD_EXAMPLES=OFF -DLAMINA_BUILD_BENCH=OFF
 }
 
 step_gcc_cxx20_noexcept_native() {
-  cmake_config gcc-cxx20-noexcept-native g++ 20 Release "-fno-exceptions -march=native"
+  cmake_config gcc-cxx20-noexcept-native g++ 20 Release "-fno-exceptions -march=native" -DLAMINA_BUILD_BENCH=OFF
 }
 
 # What a user who copies include/ gets: each CLI file compiled alone with -I include and no
