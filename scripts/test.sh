@@ -16,7 +16,7 @@
 #   package-find-package      install lamina to a temporary prefix; tests/packaging uses find_package(lamina)
 #   package-add-subdirectory  tests/packaging includes the checkout with add_subdirectory
 #   package-fetchcontent      tests/packaging includes the checkout with FetchContent
-#   meson                     meson setup + meson test (clang++, C++17)          build/meson-clang-cxx17
+#   meson                     meson setup + meson test (clang++, C++17, no Vulkan) build/meson-clang-cxx17
 #   meson-subproject          tests/packaging built by meson with lamina as a subproject
 #   fuzz                      builds fuzz/*.cpp with libFuzzer (clang) and runs each briefly
 #   check-logits              ../shared/tools/check_all.sh on build/gcc-cxx17-release/examples/cli/lamina
@@ -219,8 +219,10 @@ step_meson() {
   require_program meson
   require_program clang++
   local dir=build/meson-clang-cxx17
+  # Without the Vulkan backend: this build proves lamina builds and tests where Vulkan-Hpp is
+  # absent (meson-subproject and the CMake steps build it with the backend).
   local options=(-Dcpp_std=c++17 -Dwarning_level=3 -Dwerror=true -Doptimization=2 -Ddebug=false
-                 -Db_ndebug=true -Dshared_dir="$shared")
+                 -Db_ndebug=true -Dshared_dir="$shared" -Dvulkan=disabled)
   if [ -f "$dir/build.ninja" ]; then
     meson setup --reconfigure "$dir" "${options[@]}"
   else

@@ -297,7 +297,6 @@ class DeviceSession final : public lamina::BackendSession, private ForwardOps {
   DeviceSession() = default;
 
   Result<void> allocate() {
-    const Context& context = backend_->context();
     const ModelHparams& hparams = model_->hparams();
     const std::uint64_t n = shape_.batch_size;
     const std::uint64_t widths[] = {hparams.embedding_length, hparams.embedding_length, hparams.query_width(), hparams.kv_width(),
@@ -306,11 +305,6 @@ class DeviceSession final : public lamina::BackendSession, private ForwardOps {
     for (std::size_t a = 0; a < 9; ++a) LAMINA_TRY(make(activations_[a], n * widths[a] * 4, MemoryUse::device, "activations"));
     const std::uint64_t cells = shape_.context_length;
     const std::uint64_t kv_bytes = cells * hparams.kv_width() * 4;
-    if (kv_bytes > context.max_binding_bytes()) {
-      return fail(ErrorCode::unsupported, "vulkan: a layer's KV cache of " + std::to_string(cells) + " cells (" + detail::describe_bytes(kv_bytes) +
-                                              ") is larger than one storage binding of this device (" + detail::describe_bytes(context.max_binding_bytes()) +
-                                              "); use a shorter context");
-    }
     cache_keys_.resize(device_layers_);
     cache_values_.resize(device_layers_);
     for (std::uint32_t l = 0; l < device_layers_; ++l) {
@@ -326,7 +320,18 @@ class DeviceSession final : public lamina::BackendSession, private ForwardOps {
     LAMINA_TRY(make(rope_sin_, n * std::max<std::uint64_t>(pairs, 1) * 4, MemoryUse::host, "RoPE angles"));
     LAMINA_TRY(make(output_index_, std::max<std::uint64_t>(shape_.max_outputs, 1) * 4, MemoryUse::host, "output rows"));
     LAMINA_TRY(make(output_rows_, std::max<std::uint64_t>(shape_.max_outputs, 1) * hparams.embedding_length * 4, MemoryUse::device, "output rows"));
-    LAMINA_TRY(make(logits_, std::max<std::uint64_t>(shape_.max_outputs, 1) * hparams.vocab_size * 4, MemoryUse::host, "logits"));
+    // The logits [outputs, vocab] in parts of as many rows as one binding holds (a large
+    // vocabulary times every token of a batch can exceed it); `output_order_` [0, 1, 2, …] lets
+    // each part's product read its rows of output_rows_ through the matmul's gather.
+    const std::uint64_t outputs = std::max<std::uint32_t>(shape_.max_outputs, 1);
+    const std::uint64_t row_bytes = static_cast<std::uint64_t>(hparams.vocab_size) * 4;
+    logits_rows_per_part_ = static_cast<std::uint32_t>(std::max<std::uint64_t>(1, backend_->context().max_binding_bytes() / row_bytes));
+    for (std::uint64_t first = 0; first < outputs; first += logits_rows_per_part_) {
+      logits_parts_.emplace_back();
+      LAMINA_TRY(make(logits_parts_.back(), std::min<std::uint64_t>(logits_rows_per_part_, outputs - first) * row_bytes, MemoryUse::host, "logits"));
+    }
+    LAMINA_TRY(make(output_order_, outputs * 4, MemoryUse::host, "output rows"));
+    for (std::uint64_t i = 0; i < outputs; ++i) static_cast<std::uint32_t*>(output_order_.mapped())[i] = static_cast<std::uint32_t>(i);
     if (device_layers_ < hparams.block_count) {
       LAMINA_TRY(make(hidden_readback_, n * hparams.embedding_length * 4, MemoryUse::host, "the hidden state"));
     }
@@ -341,7 +346,14 @@ class DeviceSession final : public lamina::BackendSession, private ForwardOps {
     return success();
   }
 
+  // Every buffer is bound whole, so none may be larger than one storage binding.
   Result<void> make(Buffer& target, std::uint64_t bytes, MemoryUse use, const char* what) {
+    const std::uint64_t limit = backend_->context().max_binding_bytes();
+    if (bytes > limit) {
+      return fail(ErrorCode::unsupported, std::string("vulkan: the session's ") + what + " would take " + detail::describe_bytes(bytes) +
+                                              ", more than one storage binding of this device holds (" + detail::describe_bytes(limit) +
+                                              "); use a smaller batch_size, fewer logit rows (logits_for_every_token) or a shorter context");
+    }
     Result<Buffer> buffer = Buffer::create(backend_->context(), bytes, use, what);
     if (!buffer) return buffer.take_error();
     target = std::move(*buffer);
@@ -439,7 +451,9 @@ class DeviceSession final : public lamina::BackendSession, private ForwardOps {
   std::uint64_t session_bytes_ = 0;
   Buffer activations_[9];  // by Activation
   std::vector<Buffer> cache_keys_, cache_values_;  // [device layers] each [cells, kv_width] F32
-  Buffer tokens_, cells_, visible_, ranges_, rope_cos_, rope_sin_, output_index_, output_rows_, logits_, hidden_readback_;
+  Buffer tokens_, cells_, visible_, ranges_, rope_cos_, rope_sin_, output_index_, output_rows_, output_order_, hidden_readback_;
+  std::vector<Buffer> logits_parts_;  // [outputs, vocab] floats, logits_rows_per_part_ rows each
+  std::uint32_t logits_rows_per_part_ = 1;
   Buffer lora_tokens_, lora_rank_out_, lora_base_;
   std::unique_ptr<Recorder> recorder_;
   // The forward pass in flight.
@@ -515,7 +529,10 @@ inline Result<void> DeviceSession::start(const BackendForward& forward) {
     // logits [outputs, vocab] = rms_norm(x[t]) * output_norm · Woutput for the tokens asked for.
     kernels::rms_norm(*recorder_, act(Activation::hidden), weights_->output_norm, output_rows_, outputs_now_, hparams.embedding_length,
                       hparams.rms_norm_epsilon, &output_index_);
-    kernels::matmul(*recorder_, variant(), weights_->output, output_rows_, logits_, outputs_now_, hparams.vocab_size);
+    for (std::uint32_t first = 0, part = 0; first < outputs_now_; first += logits_rows_per_part_, ++part) {
+      kernels::matmul(*recorder_, variant(), weights_->output, output_rows_, logits_parts_[part],
+                      std::min(logits_rows_per_part_, outputs_now_ - first), hparams.vocab_size, &output_order_, first);
+    }
   } else if (!weights_->has_output) {  // partial offload: the CPU takes the hidden state from here
     recorder_->copy(act(Activation::hidden), 0, hidden_readback_, 0, static_cast<std::uint64_t>(tokens_now_) * hparams.embedding_length * 4);
   }
@@ -527,7 +544,11 @@ inline Result<void> DeviceSession::finish() {
   const ModelHparams& hparams = *forward_.hparams;
   ForwardBuffers& buffers = *forward_.buffers;
   if (weights_->has_output) {
-    std::memcpy(buffers.logits.data(), logits_.mapped(), static_cast<std::size_t>(outputs_now_) * hparams.vocab_size * 4);
+    const std::size_t row_floats = hparams.vocab_size;
+    for (std::uint32_t first = 0, part = 0; first < outputs_now_; first += logits_rows_per_part_, ++part) {
+      const std::size_t rows = std::min(logits_rows_per_part_, outputs_now_ - first);
+      std::memcpy(buffers.logits.data() + first * row_floats, logits_parts_[part].mapped(), rows * row_floats * 4);
+    }
     return success();
   }
   // Partial offload: the rest of the layers on the CPU, from the hidden state the device left.
