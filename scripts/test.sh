@@ -10,7 +10,7 @@
 #   spirv                     tools/gen_spirv.py --check: the committed SPIR-V headers are what the shaders compile to
 #   gcc-cxx17-release         g++, C++17, Release (-O2)                          build/gcc-cxx17-release
 #   clang-cxx20-asan          clang++, C++20, -O1, AddressSanitizer + UBSan      build/clang-cxx20-asan (tests only)
-#   gcc-cxx20-noexcept-native g++, C++20, Release, -fno-exceptions -march=native build/gcc-cxx20-noexcept-native
+#   gcc-cxx20-noexcept-native g++, C++20, Release, -fno-exceptions -march=native build/gcc-cxx20-noexcept-native (tests only)
 #   plain-include-O0          the CLI from g++ -O0 -I include alone (no lamina sources, no -m flags,
 #                             no build system), through the reference checks with every instruction set
 #   package-find-package      install lamina to a temporary prefix; tests/packaging uses find_package(lamina)
@@ -157,7 +157,9 @@ step_clang_cxx20_asan() {
 }
 
 step_gcc_cxx20_noexcept_native() {
-  cmake_config gcc-cxx20-noexcept-native g++ 20 Release "-fno-exceptions -march=native" -DLAMINA_BUILD_BENCH=OFF
+  # The library and its tests (tests/cli/ includes the CLI's headers) without exceptions; the
+  # CLI program itself is built by gcc-cxx17-release, plain-include-O0 and meson.
+  cmake_config gcc-cxx20-noexcept-native g++ 20 Release "-fno-exceptions -march=native" -DLAMINA_BUILD_EXAMPLES=OFF -DLAMINA_BUILD_BENCH=OFF
 }
 
 # What a user who copies include/ gets: each CLI file compiled alone with -I include and no
