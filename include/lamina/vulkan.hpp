@@ -287,11 +287,10 @@ class DeviceSession final : public lamina::BackendSession, private ForwardOps {
     const ModelHparams& hparams = model_->hparams();
     return "vulkan: " + backend_->info().name + ", " + kernel_variant_name(backend_->context().kernel_variant()) + " kernels, " +
            std::to_string(device_layers_) + "/" + std::to_string(hparams.block_count) + " layers on the device (weights " +
-           detail::describe_bytes(weights_->bytes()) + ", session " + detail::describe_bytes(session_bytes_) + ")";
+           lamina::detail::describe_byte_count(weights_->bytes()) + ", session " + lamina::detail::describe_byte_count(session_bytes_) + ")";
   }
   // Bytes of the model's weights on the device (shared with the model's other sessions there).
   std::uint64_t weight_bytes() const { return weights_->bytes(); }
-  std::size_t last_dispatch_count() const { return recorder_->dispatch_count(); }
 
  private:
   DeviceSession() = default;
@@ -350,8 +349,8 @@ class DeviceSession final : public lamina::BackendSession, private ForwardOps {
   Result<void> make(Buffer& target, std::uint64_t bytes, MemoryUse use, const char* what) {
     const std::uint64_t limit = backend_->context().max_binding_bytes();
     if (bytes > limit) {
-      return fail(ErrorCode::unsupported, std::string("vulkan: the session's ") + what + " would take " + detail::describe_bytes(bytes) +
-                                              ", more than one storage binding of this device holds (" + detail::describe_bytes(limit) +
+      return fail(ErrorCode::unsupported, std::string("vulkan: the session's ") + what + " would take " + lamina::detail::describe_byte_count(bytes) +
+                                              ", more than one storage binding of this device holds (" + lamina::detail::describe_byte_count(limit) +
                                               "); use a smaller batch_size, fewer logit rows (logits_for_every_token) or a shorter context");
     }
     Result<Buffer> buffer = Buffer::create(backend_->context(), bytes, use, what);

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "../../config.hpp"
+#include "../../core/file_io.hpp"
 #include "../../core/result.hpp"
 #include "vulkan_hpp.hpp"
 
@@ -132,13 +133,6 @@ inline const char* device_type_name(vk::PhysicalDeviceType type) {
 
 inline std::string lower(std::string text) {
   for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return text;
-}
-
-inline std::string describe_bytes(std::uint64_t bytes) {
-  char text[32];
-  if (bytes >= (std::uint64_t{1} << 30)) std::snprintf(text, sizeof text, "%.1f GiB", static_cast<double>(bytes) / (1u << 30));
-  else std::snprintf(text, sizeof text, "%.1f MiB", static_cast<double>(bytes) / (1u << 20));
   return text;
 }
 
@@ -270,7 +264,7 @@ inline std::string DeviceInfo::summary() const {
   if (!driver_name.empty()) text += ", " + driver_name;
   text += ", Vulkan " + std::to_string(VK_API_VERSION_MAJOR(api_version)) + "." + std::to_string(VK_API_VERSION_MINOR(api_version));
   if (subgroup_size != 0) text += ", subgroup " + std::to_string(subgroup_size);
-  text += ", " + detail::describe_bytes(device_local_bytes());
+  text += ", " + lamina::detail::describe_byte_count(device_local_bytes());
   std::string features;
   const std::pair<bool, const char*> flags[] = {{storage_buffer_16bit, "storage16"}, {storage_buffer_8bit, "storage8"},
                                                 {shader_float16, "float16"},         {shader_int8, "int8"},
