@@ -11,13 +11,15 @@
 #   gcc-cxx17-release         g++, C++17, Release (-O2)                          build/gcc-cxx17-release
 #   clang-cxx20-asan          clang++, C++20, -O1, AddressSanitizer + UBSan      build/clang-cxx20-asan (tests only)
 #   gcc-cxx20-noexcept-native g++, C++20, Release, -fno-exceptions -march=native build/gcc-cxx20-noexcept-native (tests only)
+#                             (these three with LAMINA_SEPARATE_IMPLEMENTATION=ON: lamina compiled once;
+#                             the meson step builds and runs the same tests header-only)
 #   plain-include-O0          the CLI from g++ -O0 -I include alone (no lamina sources, no -m flags,
 #                             no build system), through the reference checks with every instruction set
 #   package-find-package      install lamina to a temporary prefix; tests/packaging uses find_package(lamina)
 #   package-add-subdirectory  tests/packaging includes the checkout with add_subdirectory
 #   package-fetchcontent      tests/packaging includes the checkout with FetchContent
-#   meson                     meson setup + meson test (clang++, C++17, no Vulkan) build/meson-clang-cxx17
-#   meson-subproject          tests/packaging built by meson with lamina as a subproject
+#   meson                     meson setup + meson test (clang++, C++17, header-only, no Vulkan) build/meson-clang-cxx17
+#   meson-subproject          tests/packaging built by meson with lamina as a subproject (separate_implementation)
 #   fuzz                      builds fuzz/*.cpp with libFuzzer (clang) and runs each briefly
 #   check-logits              ../shared/tools/check_all.sh on build/gcc-cxx17-release/examples/cli/lamina
 #   check-tokenize            the same for the tokenizer cases
@@ -79,6 +81,8 @@ require_program() {
 }
 
 # One configuration of the matrix: configure, build everything, run the tests through CTest.
+# lamina's heavy functions are compiled once (LAMINA_SEPARATE_IMPLEMENTATION=ON), as a program of
+# many files would; the meson step covers the header-only build of the same tests.
 cmake_config() {  # NAME COMPILER STANDARD BUILD_TYPE EXTRA_CXX_FLAGS [CMAKE_ARGS...]
   local name=$1 compiler=$2 standard=$3 build_type=$4 flags=$5 dir=build/$1
   shift 5
@@ -92,7 +96,7 @@ cmake_config() {  # NAME COMPILER STANDARD BUILD_TYPE EXTRA_CXX_FLAGS [CMAKE_ARG
     -DCMAKE_CXX_FLAGS="$flags" \
     -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" \
     -DCMAKE_CXX_FLAGS_DEBUG="-g" \
-    -DLAMINA_WERROR=ON \
+    -DLAMINA_WERROR=ON -DLAMINA_SEPARATE_IMPLEMENTATION=ON \
     -DLAMINA_SHARED_DIR="$shared" "$@"
   echo "building $name with $jobs jobs"
   cmake --build "$dir" --parallel "$jobs"
@@ -243,7 +247,9 @@ step_meson_subproject() {
   mkdir -p "$work/source/subprojects"
   cp tests/packaging/meson.build tests/packaging/main.cpp tests/packaging/vulkan_consumer.cpp "$work/source/"
   ln -s "$root" "$work/source/subprojects/lamina"
-  meson setup "$work/build" "$work/source" -Dwarning_level=3 -Dwerror=true
+  # With lamina's heavy functions in the subproject's static library (meson's
+  # separate_implementation option; the CMake steps cover CMake's).
+  meson setup "$work/build" "$work/source" -Dwarning_level=3 -Dwerror=true -Dlamina:separate_implementation=true
   meson compile -C "$work/build" -j "$jobs"
   "$work/build/consumer"
   "$work/build/vulkan_consumer"
