@@ -175,9 +175,12 @@ struct PreTokenizerRecipe {
 };
 
 // Names of the two hand-written matchers in PreTokenizerRecipe::patterns; Tokenizer::create()
-// (tokenizer.hpp) recognizes them by address, so no regex text can be mistaken for them.
-inline constexpr const char* gpt2_pattern = "gpt2";
-inline constexpr const char* llama3_pattern = "llama3";
+// (tokenizer.hpp) recognizes them by address, so no regex text can be mistaken for them. They
+// are arrays, inline variables: one object, at one address, in the whole program. (A pointer to
+// a string literal would not do: each file may hold its own copy of the literal, and the
+// create() that compares may come from another file than the recipe it compares.)
+inline constexpr char gpt2_pattern[] = "gpt2";
+inline constexpr char llama3_pattern[] = "llama3";
 
 // Returns false for a pre-tokenizer lamina does not know.
 inline bool find_pre_tokenizer_recipe(const std::string& pre, PreTokenizerRecipe& recipe) {
