@@ -23,18 +23,32 @@ allowed='^DW\.ref\.__gxx_personality_v0$'
 # The ABI namespace's part of a mangled name: its length and name, abi_v0_1_0_a1_t1_d1_s0 and the like.
 abi='[0-9]+abi_v[0-9_]+_a[01]_t[01]_d[01]_s[01]'
 
+# Every object first, LAMINA_JOBS (default: the cores) compilers at a time; then the checks.
+jobs=${LAMINA_JOBS:-$(nproc 2>/dev/null || echo 2)}
+compile_kernels() {  # COMPILER LEVEL SET
+  "$1" -std=c++17 "$2" -I "$root/include" -Wall -Wextra -Wpedantic -Werror \
+    -c "$root/src/lamina_cpu_$3.cpp" -o "$work/$1-$3$2.o" 2>"$work/$1-$3$2.err"
+  echo $? >"$work/$1-$3$2.status"
+}
+export -f compile_kernels
+export root work
+compilers=()
 for compiler in g++ clang++; do
-  if ! command -v "$compiler" >/dev/null 2>&1; then
-    fail "$compiler" "not installed"
-    continue
-  fi
+  if command -v "$compiler" >/dev/null 2>&1; then compilers+=("$compiler"); else fail "$compiler" "not installed"; fi
+done
+for compiler in "${compilers[@]}"; do
+  for set in sse2 avx2 avx512; do
+    for level in -O0 -O2; do echo "$compiler $level $set"; done
+  done
+done | xargs -P "$jobs" -L 1 bash -c 'compile_kernels "$0" "$1" "$2"'
+
+for compiler in "${compilers[@]}"; do
   for set in sse2 avx2 avx512; do
     for level in -O0 -O2; do
       name="$compiler $level $set"
       object=$work/$compiler-$set$level.o
-      if ! "$compiler" -std=c++17 "$level" -I "$root/include" -Wall -Wextra -Wpedantic -Werror \
-           -c "$root/src/lamina_cpu_$set.cpp" -o "$object" 2>"$work/err"; then
-        fail "$name" "does not compile: $(head -c 400 "$work/err")"
+      if [ "$(cat "$work/$compiler-$set$level.status" 2>/dev/null)" != 0 ]; then
+        fail "$name" "does not compile: $(head -c 400 "$work/$compiler-$set$level.err")"
         continue
       fi
       # Defined symbols of types T/W/V/u/B/D/R/i (lowercase: local), by their mangled names:
@@ -61,20 +75,23 @@ cat >"$work/plain.cpp" <<'CPP'
 #include <cstdio>
 int main() { std::printf("%s\n", lamina::cpu_arch_name(lamina::cpu::cpu_kernels().arch)); }
 CPP
-for compiler in g++ clang++; do
-  command -v "$compiler" >/dev/null 2>&1 || continue
+for compiler in "${compilers[@]}"; do  # both at once
+  "$compiler" -std=c++17 -O2 -I "$root/include" -Wall -Wextra -Wpedantic -Werror "$work/plain.cpp" \
+    -o "$work/plain-$compiler" -pthread 2>"$work/plain-$compiler.err" &
+done
+wait
+for compiler in "${compilers[@]}"; do
   name="$compiler plain include"
-  if ! "$compiler" -std=c++17 -O2 -I "$root/include" -Wall -Wextra -Wpedantic -Werror "$work/plain.cpp" \
-       -o "$work/plain" -pthread 2>"$work/err"; then
-    fail "$name" "does not compile: $(head -c 400 "$work/err")"
+  if [ ! -x "$work/plain-$compiler" ]; then
+    fail "$name" "does not compile: $(head -c 400 "$work/plain-$compiler.err")"
     continue
   fi
-  zmm=$(objdump -d --no-show-raw-insn "$work/plain" | grep -c '%zmm' || true)
-  ymm=$(objdump -d --no-show-raw-insn "$work/plain" | grep -c '%ymm' || true)
+  zmm=$(objdump -d --no-show-raw-insn "$work/plain-$compiler" | grep -c '%zmm' || true)
+  ymm=$(objdump -d --no-show-raw-insn "$work/plain-$compiler" | grep -c '%ymm' || true)
   if [ "$zmm" -eq 0 ] || [ "$ymm" -eq 0 ]; then
     fail "$name" "holds $zmm AVX-512 and $ymm AVX instructions; both kernels should be there"
   else
-    pass "$name: $zmm AVX-512 and $ymm AVX instructions; this CPU runs $("$work/plain")"
+    pass "$name: $zmm AVX-512 and $ymm AVX instructions; this CPU runs $("$work/plain-$compiler")"
   fi
 done
 
