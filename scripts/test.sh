@@ -11,6 +11,8 @@
 #   gcc-cxx17-release         g++, C++17, Release (-O2)                          build/gcc-cxx17-release
 #   clang-cxx20-asan          clang++, C++20, -O1, AddressSanitizer + UBSan      build/clang-cxx20-asan (tests only)
 #   gcc-cxx20-noexcept-native g++, C++20, Release, -fno-exceptions -march=native build/gcc-cxx20-noexcept-native (tests only)
+#   clang-tsan                clang++, -O1, ThreadSanitizer: the tests that start threads (cancel() from
+#                             another thread, the thread pool, sessions on several threads)  build/clang-tsan
 #                             (these three with LAMINA_SEPARATE_IMPLEMENTATION=ON: lamina compiled once;
 #                             the meson step builds and runs the same tests header-only)
 #   plain-include-O0          the CLI from g++ -O0 -I include alone (no lamina sources, no -m flags,
@@ -18,7 +20,7 @@
 #   package-find-package      install lamina to a temporary prefix; tests/packaging uses find_package(lamina)
 #   package-add-subdirectory  tests/packaging includes the checkout with add_subdirectory
 #   package-fetchcontent      tests/packaging includes the checkout with FetchContent
-#   meson                     meson setup + meson test (clang++, C++17, header-only, no Vulkan) build/meson-clang-cxx17
+#   meson                     meson setup + meson test (clang++, C++17, header-only, no Vulkan; tests only) build/meson-clang-cxx17
 #   meson-subproject          tests/packaging built by meson with lamina as a subproject (separate_implementation)
 #   fuzz                      builds fuzz/*.cpp with libFuzzer (clang) and runs each briefly
 #   check-logits              ../shared/tools/check_all.sh on build/gcc-cxx17-release/examples/cli/lamina
@@ -40,7 +42,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
 
 all_steps=(deps install-scripts arch-symbols headers include-graph spirv gcc-cxx17-release clang-cxx20-asan gcc-cxx20-noexcept-native
-           plain-include-O0
+           clang-tsan plain-include-O0
            package-find-package package-add-subdirectory package-fetchcontent
            meson meson-subproject fuzz check-logits check-tokenize check-lora check-vulkan cli-errors)
 if [ "${1:-}" = "--list" ]; then
@@ -166,6 +168,26 @@ step_gcc_cxx20_noexcept_native() {
   cmake_config gcc-cxx20-noexcept-native g++ 20 Release "-fno-exceptions -march=native" -DLAMINA_BUILD_EXAMPLES=OFF -DLAMINA_BUILD_BENCH=OFF
 }
 
+# The test files whose cases start threads, with lamina compiled once beside them, as one small
+# program under ThreadSanitizer (the whole suite under it would cost most of the CI budget), and
+# only the cases that use threads.
+step_clang_tsan() {
+  require_program clang++
+  local dir=$root/build/clang-tsan compiler=clang++
+  command -v ccache >/dev/null 2>&1 && compiler="ccache clang++"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  local sources=(tests/main.cpp tests/test_stepping.cpp tests/core/test_core.cpp tests/model/test_reference_logits.cpp
+                 src/lamina_implementation.cpp)
+  export compiler dir root shared
+  # shellcheck disable=SC2016  # expanded by the inner shell
+  printf '%s\n' "${sources[@]}" | xargs -P "$jobs" -I{} sh -c \
+    '$compiler -std=c++17 -O1 -g -fsanitize=thread -DLAMINA_SEPARATE_IMPLEMENTATION=1 -DLAMINA_TEST_SHARED_DIR="\"$shared\"" -I "$root/include" -I "$root/tests" -I "$root/examples" -Wall -Wextra -Wpedantic -Werror -c "$root/{}" -o "$dir/$(basename {} .cpp).o"'
+  clang++ -fsanitize=thread "$dir"/*.o -o "$dir/lamina_tests_tsan" -pthread
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 "$dir/lamina_tests_tsan" \
+    --test-case="*cancel*,*several threads*,ThreadPool*,*thread count*"
+}
+
 # What a user who copies include/ gets: each CLI file compiled alone with -I include and no
 # flags but -O0 (where inline functions are emitted as weak symbols in every file, the ODR
 # trap's ground), linked, then judged against llama.cpp with each instruction set the CPU has.
@@ -226,9 +248,10 @@ step_meson() {
   require_program clang++
   local dir=build/meson-clang-cxx17
   # Without the Vulkan backend: this build proves lamina builds and tests where Vulkan-Hpp is
-  # absent (meson-subproject and the CMake steps build it with the backend).
+  # absent (meson-subproject and the CMake steps build it with the backend). The tests only:
+  # the CLI is built by gcc-cxx17-release and, header-only, by plain-include-O0.
   local options=(-Dcpp_std=c++17 -Dwarning_level=3 -Dwerror=true -Doptimization=2 -Ddebug=false
-                 -Db_ndebug=true -Dshared_dir="$shared" -Dvulkan=disabled)
+                 -Db_ndebug=true -Dshared_dir="$shared" -Dvulkan=disabled -Dexamples=false)
   if [ -f "$dir/build.ninja" ]; then
     meson setup --reconfigure "$dir" "${options[@]}"
   else
