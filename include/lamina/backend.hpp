@@ -14,6 +14,7 @@
 
 #include "config.hpp"
 #include "adapters/lora.hpp"
+#include "core/cancel.hpp"
 #include "core/executor.hpp"
 #include "core/result.hpp"
 #include "kernels/cpu/kernels.hpp"
@@ -47,6 +48,7 @@ struct BackendForward {
   Executor* executor = nullptr;      // for the layers that run on the CPU (partial offload)
   const cpu::CpuKernels* kernels = nullptr;
   LoraBatch* lora = nullptr;         // the tokens grouped by adapter stack, or null when no stack applies
+  CancelToken cancel;                // checked between the layers that run on the CPU
 };
 
 // A session's part on a device: its activations, KV cache and command buffer.

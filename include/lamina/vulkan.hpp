@@ -553,8 +553,9 @@ inline Result<void> DeviceSession::finish() {
   // Partial offload: the rest of the layers on the CPU, from the hidden state the device left.
   std::memcpy(buffers.hidden.data(), hidden_readback_.mapped(), static_cast<std::size_t>(tokens_now_) * hparams.embedding_length * 4);
   // The CPU applies the same adapter groups to its layers.
-  const ForwardPass pass{hparams, *forward_.weights, *forward_.batch, *forward_.cache, buffers, *forward_.executor, *forward_.kernels, forward_.lora};
-  forward_from_layer(pass, device_layers_);
+  const ForwardPass pass{hparams, *forward_.weights, *forward_.batch, *forward_.cache, buffers, *forward_.executor, *forward_.kernels, forward_.lora,
+                        forward_.cancel};
+  if (!forward_from_layer(pass, device_layers_)) return fail(ErrorCode::cancelled, "the forward pass was cancelled");
   return success();
 }
 

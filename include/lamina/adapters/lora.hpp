@@ -27,6 +27,7 @@
 #include "../core/executor.hpp"
 #include "../core/half.hpp"
 #include "../core/result.hpp"
+#include "../core/fingerprint.hpp"
 #include "../core/tensor.hpp"
 #include "../kernels/cpu/kernels.hpp"
 #include "../kernels/cpu/matmul.hpp"
@@ -117,14 +118,26 @@ class LoraAdapter {
   // `modules`: [block_count × projection_count], rank 0 where the adapter changes nothing.
   LoraAdapter(std::string name, AdapterShape shape, std::vector<LoraModule> modules)
       : name_(std::move(name)), shape_(shape), modules_(std::move(modules)) {
+    Fingerprint content;
+    content.add(shape_.block_count).add(shape_.embedding_length).add(shape_.query_width).add(shape_.kv_width).add(shape_.feed_forward_length);
     for (const LoraModule& module : modules_) {
       if (module.rank > max_rank_) max_rank_ = module.rank;
       if (module.active()) ++active_module_count_;
+      std::uint32_t scaling_bits;
+      std::memcpy(&scaling_bits, &module.scaling, 4);
+      content.add(module.rank).add(module.in).add(module.out).add(scaling_bits).add(static_cast<std::uint64_t>(module.factor_type));
+      content.add_bytes(module.a.data(), module.a.size()).add_bytes(module.b.data(), module.b.size());
+      content.add_bytes(module.magnitude.data(), module.magnitude.size() * sizeof(float));
+      content.add_bytes(module.row_scale.data(), module.row_scale.size() * sizeof(float));
     }
+    fingerprint_ = content.value();
   }
 
   const std::string& name() const { return name_; }
   const AdapterShape& shape() const { return shape_; }
+  // What the adapter changes, as one number (core/fingerprint.hpp): equal for the same factors,
+  // scalings and shapes, whatever the file or name. Saved session states name adapters by it.
+  std::uint64_t fingerprint() const { return fingerprint_; }
   const LoraModule& module(std::uint32_t layer, Projection projection) const {
     return modules_[static_cast<std::size_t>(layer) * projection_count + static_cast<std::size_t>(projection)];
   }
@@ -147,6 +160,7 @@ class LoraAdapter {
   std::vector<LoraModule> modules_;
   std::uint32_t max_rank_ = 0;
   std::size_t active_module_count_ = 0;
+  std::uint64_t fingerprint_ = 0;
 };
 
 // One entry of a stack: an adapter and how strongly it applies (any float; negative subtracts).

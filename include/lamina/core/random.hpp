@@ -40,6 +40,9 @@ class Xoshiro256 {
   }
   // Uniform in [0, 1): the top 53 bits scaled by 2^-53, exact in a double.
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+  // The four words of the state, to save it and to continue later exactly where it was.
+  void get_state(std::uint64_t (&words)[4]) const { for (int i = 0; i < 4; ++i) words[i] = state_[i]; }
+  void set_state(const std::uint64_t (&words)[4]) { for (int i = 0; i < 4; ++i) state_[i] = words[i]; }
 
  private:
   static std::uint64_t rotate_left(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }

@@ -30,6 +30,7 @@ enum class ErrorCode {
   out_of_memory,     // an allocation failed
   invalid_state,     // the call does not fit the object's state (e.g. KV cache full)
   not_finite,        // a computation gave NaN or infinity (NaN weights, an adapter scale far too large)
+  cancelled,         // stopped by a cancel() (core/cancel.hpp) before it finished
 };
 
 inline const char* to_string(ErrorCode code) {
@@ -43,6 +44,7 @@ inline const char* to_string(ErrorCode code) {
     case ErrorCode::out_of_memory: return "out_of_memory";
     case ErrorCode::invalid_state: return "invalid_state";
     case ErrorCode::not_finite: return "not_finite";
+    case ErrorCode::cancelled: return "cancelled";
   }
   return "unknown";
 }

@@ -11,8 +11,10 @@
 #include "../core/result.hpp"
 #include "hparams.hpp"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -73,6 +75,25 @@ class KvCache {
   void* value(std::uint32_t layer, std::uint32_t cell) { return values_.data() + offset(layer, cell); }
   const void* key(std::uint32_t layer, std::uint32_t cell) const { return keys_.data() + offset(layer, cell); }
   const void* value(std::uint32_t layer, std::uint32_t cell) const { return values_.data() + offset(layer, cell); }
+
+  // Bytes of one cell's key (or value) in one layer.
+  std::size_t row_bytes() const { return static_cast<std::size_t>(kv_width_) * element_bytes_; }
+  // Copies the keys and values of every layer with data from cell `from` to cell `to`.
+  void copy_cell(std::uint32_t from, std::uint32_t to) {
+    for (std::uint32_t layer = first_data_layer_; layer < first_data_layer_ + layer_count_; ++layer) {
+      std::memcpy(key(layer, to), key(layer, from), row_bytes());
+      std::memcpy(value(layer, to), value(layer, from), row_bytes());
+    }
+  }
+  // The cells of `sequence` with position below `end`, by position.
+  std::vector<std::uint32_t> cells_of(SequenceId sequence, Position end = std::numeric_limits<Position>::max()) const {
+    std::vector<std::uint32_t> cells;
+    for (std::uint32_t cell = 0; cell < cell_count_; ++cell) {
+      if (cell_sequence_[cell] == sequence && cell_position_[cell] < end) cells.push_back(cell);
+    }
+    std::sort(cells.begin(), cells.end(), [&](std::uint32_t a, std::uint32_t b) { return cell_position_[a] < cell_position_[b]; });
+    return cells;
+  }
 
   SequenceId cell_sequence(std::uint32_t cell) const { return cell_sequence_[cell]; }
   Position cell_position(std::uint32_t cell) const { return cell_position_[cell]; }

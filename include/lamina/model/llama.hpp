@@ -18,6 +18,7 @@
 #pragma once
 
 #include "../config.hpp"
+#include "../core/cancel.hpp"
 #include "../core/executor.hpp"
 #include "../core/result.hpp"
 #include "../core/tensor.hpp"
@@ -387,6 +388,7 @@ struct ForwardPass {
   Executor& executor;
   const cpu::CpuKernels& kernels;
   ProjectionHook* projections;  // null: plain matrix products; else LoRA's (model/projection.hpp)
+  CancelToken cancel;           // checked between layers
 
   std::size_t tokens() const { return batch.size(); }
 
@@ -428,8 +430,9 @@ inline void attend(const cpu::CpuKernels& kernels, const float* queries, std::si
 // One layer of the architecture, described once for every backend (model/forward_ops.hpp):
 //   x += attention(rms_norm(x) * attn_norm) · Wo                  (the batch's k, v go to the cache)
 //   x += (silu(h·Wgate) * (h·Wup)) · Wdown   with h = rms_norm(x) * ffn_norm      (SwiGLU)
-// x is Activation::hidden.
-inline void transformer_layer(const ModelHparams& hparams, const LayerWeights& layer, std::uint32_t index, ForwardOps& ops) {
+// x is Activation::hidden. The two halves are also run one at a time, by a forward pass done
+// in steps (Session::decode_step).
+inline void attention_block(const ModelHparams& hparams, const LayerWeights& layer, std::uint32_t index, ForwardOps& ops) {
   using A = Activation;
   // q [n_tokens, heads × head_size], k and v [n_tokens, kv_heads × head_size] from h = rms_norm(x) * attn_norm.
   ops.rms_norm(A::hidden, index, LayerVector::attention_norm, A::normed);
@@ -445,13 +448,21 @@ inline void transformer_layer(const ModelHparams& hparams, const LayerWeights& l
   ops.attention(index);  // each token over the cells of its sequence at or before its position
   ops.project(index, Projection::attention_output, A::attention, A::projected);
   ops.add(A::hidden, A::projected);
+}
 
+inline void feed_forward_block(const LayerWeights&, std::uint32_t index, ForwardOps& ops) {
+  using A = Activation;
   ops.rms_norm(A::hidden, index, LayerVector::ffn_norm, A::normed);
   ops.project(index, Projection::ffn_gate, A::normed, A::gate);
   ops.project(index, Projection::ffn_up, A::normed, A::up);
   ops.silu_mul(A::gate, A::up);
   ops.project(index, Projection::ffn_down, A::gate, A::projected);
   ops.add(A::hidden, A::projected);
+}
+
+inline void transformer_layer(const ModelHparams& hparams, const LayerWeights& layer, std::uint32_t index, ForwardOps& ops) {
+  attention_block(hparams, layer, index, ops);
+  feed_forward_block(layer, index, ops);
 }
 
 // The layer operations on the CPU: each call runs at once on the forward pass's buffers.
@@ -571,31 +582,58 @@ inline Result<void> prepare_forward(const ModelHparams& hparams, const ModelWeig
   return success();
 }
 
-// Layers [first_layer, block_count) on the CPU over buffers.hidden, then the logits of the
-// tokens flagged in batch.want_logits into buffers.logits, one row of vocab floats each, in
-// batch order. The rest of a forward pass whose first layers ran elsewhere (partial offload).
-inline void forward_from_layer(const ForwardPass& pass, std::uint32_t first_layer) {
+// logits [n_outputs, vocab] = rms_norm(x) * output_norm · Woutput, only for the rows of
+// buffers.hidden whose logits batch.want_logits asks for (the output matrix is the largest one),
+// into buffers.logits in batch order. In pieces: the vocabulary rows [row_begin, row_end) of
+// every output row (the first piece, row_begin 0, also normalizes), each as in the whole.
+inline void project_to_logits(const ForwardPass& pass, std::size_t row_begin, std::size_t row_end) {
   const ModelHparams& hparams = pass.hparams;
-  CpuForwardOps ops(pass);
-  for (std::uint32_t layer_index = first_layer; layer_index < hparams.block_count; ++layer_index) {
-    transformer_layer(hparams, pass.weights.layers[layer_index], layer_index, ops);
-  }
-
-  // logits [n_outputs, vocab] = rms_norm(x) * output_norm · Woutput, only for the rows whose
-  // logits were asked for (the output matrix is the largest one).
   const std::size_t embedding = hparams.embedding_length;
   const float* x = pass.buffers.hidden.data();
   std::size_t output_count = 0;
   for (std::size_t t = 0; t < pass.tokens(); ++t) {
     if (!pass.batch.want_logits[t]) continue;
-    pass.kernels.rms_norm(x + t * embedding, pass.weights.output_norm.data(), pass.buffers.output_rows.data() + output_count * embedding,
-                          embedding, hparams.rms_norm_epsilon);
+    if (row_begin == 0) {
+      pass.kernels.rms_norm(x + t * embedding, pass.weights.output_norm.data(), pass.buffers.output_rows.data() + output_count * embedding,
+                            embedding, hparams.rms_norm_epsilon);
+    }
     ++output_count;
   }
   if (output_count > 0) {
-    cpu::matmul(pass.executor, pass.kernels, pass.weights.output, pass.buffers.output_rows.data(), pass.buffers.logits.data(),
-                output_count, pass.buffers.workspace);
+    cpu::matmul_row_range(pass.executor, pass.kernels, pass.weights.output, pass.buffers.output_rows.data(), pass.buffers.logits.data(),
+                          hparams.vocab_size, output_count, row_begin, row_end, pass.buffers.workspace);
   }
+}
+inline void project_to_logits(const ForwardPass& pass) { project_to_logits(pass, 0, pass.hparams.vocab_size); }
+
+// x [n_tokens, embedding] = token_embd[token]: the residual stream every block adds to.
+inline void embed_tokens(const ForwardPass& pass) {
+  const std::size_t embedding = pass.hparams.embedding_length;
+  const TensorView& table = pass.weights.token_embedding;
+  for (std::size_t t = 0; t < pass.tokens(); ++t) {
+    reference::row_to_f32(table.dtype, table.row(pass.batch.tokens[t]), pass.buffers.hidden.data() + t * embedding, embedding);
+  }
+}
+
+// Layers [first_layer, block_count) on the CPU over buffers.hidden, then the logits of the
+// tokens flagged in batch.want_logits into buffers.logits, one row of vocab floats each, in
+// batch order. The rest of a forward pass whose first layers ran elsewhere (partial offload).
+// False when pass.cancel was cancelled: the pass stopped between two layers, without logits.
+inline bool forward_from_layer(const ForwardPass& pass, std::uint32_t first_layer) {
+  const ModelHparams& hparams = pass.hparams;
+  CpuForwardOps ops(pass);
+  for (std::uint32_t layer_index = first_layer; layer_index < hparams.block_count; ++layer_index) {
+    if (pass.cancel.cancelled()) return false;
+    transformer_layer(hparams, pass.weights.layers[layer_index], layer_index, ops);
+  }
+  if (pass.cancel.cancelled()) return false;
+  project_to_logits(pass);
+  return true;
+}
+
+// Frees the cache cells prepare_forward() claimed for `batch`, whose pass did not finish.
+inline void release_cells(const Batch& batch, KvCache& cache) {
+  for (std::size_t t = 0; t < batch.size(); ++t) cache.remove(batch.sequences[t], batch.positions[t], batch.positions[t] + 1);
 }
 
 // Runs the model over `batch`, appending its keys and values to `cache`. The logits of the
@@ -604,19 +642,18 @@ inline void forward_from_layer(const ForwardPass& pass, std::uint32_t first_laye
 //
 // `projections`, when not null, does every matrix product of the layers instead (LoRA's
 // LoraBatch adds each group of tokens' adapter changes; see model/projection.hpp).
+// When `cancel` is cancelled the pass stops between two layers with ErrorCode::cancelled, and
+// the cache is as it was before the call.
 inline Result<void> forward(const ModelHparams& hparams, const ModelWeights& weights, const Batch& batch, KvCache& cache,
                             ForwardBuffers& buffers, Executor& executor, std::uint32_t sequence_count,
-                            const cpu::CpuKernels& kernels, ProjectionHook* projections = nullptr) {
+                            const cpu::CpuKernels& kernels, ProjectionHook* projections = nullptr, CancelToken cancel = CancelToken()) {
   LAMINA_TRY(prepare_forward(hparams, weights, batch, cache, buffers, sequence_count));
-  const ForwardPass pass{hparams, weights, batch, cache, buffers, executor, kernels, projections};
-
-  // x [n_tokens, embedding] = token_embd[token]: the residual stream every block adds to.
-  const std::size_t embedding = hparams.embedding_length;
-  for (std::size_t t = 0; t < batch.size(); ++t) {
-    const TensorView& table = weights.token_embedding;
-    reference::row_to_f32(table.dtype, table.row(batch.tokens[t]), buffers.hidden.data() + t * embedding, embedding);
+  const ForwardPass pass{hparams, weights, batch, cache, buffers, executor, kernels, projections, cancel};
+  embed_tokens(pass);
+  if (!forward_from_layer(pass, 0)) {
+    release_cells(batch, cache);
+    return fail(ErrorCode::cancelled, "the forward pass was cancelled");
   }
-  forward_from_layer(pass, 0);
   return success();
 }
 

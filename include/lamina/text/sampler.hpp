@@ -83,6 +83,16 @@ class Sampler {
   // Steps 1 and 2 of sample() in place on `logits` ([vocab_size]): logit bias, then penalties.
   void apply_bias_and_penalties(float* logits);
 
+  // What a saved session keeps of a sampler: the state of its random numbers and the accepted
+  // tokens the penalties look at, oldest first. restore() continues exactly where state() was
+  // taken (a sampler of the same params); ids outside the vocabulary are ignored, as by accept().
+  struct State {
+    std::uint64_t random[4] = {0, 0, 0, 0};
+    std::vector<Token> recent;
+  };
+  State state() const;
+  void restore(const State& state);
+
  private:
   struct Candidate {
     Token id;
@@ -182,6 +192,21 @@ inline void Sampler::reset() {
   history_next_ = 0;
   history_size_ = 0;
   random_.seed(params_.seed);
+}
+
+inline Sampler::State Sampler::state() const {
+  State state;
+  random_.get_state(state.random);
+  state.recent.reserve(history_size_);
+  const std::size_t oldest = history_size_ == history_.size() ? history_next_ : 0;
+  for (std::size_t i = 0; i < history_size_; ++i) state.recent.push_back(history_[(oldest + i) % history_.size()]);
+  return state;
+}
+
+inline void Sampler::restore(const State& state) {
+  reset();
+  for (Token token : state.recent) accept(token);
+  random_.set_state(state.random);
 }
 
 inline void Sampler::apply_bias_and_penalties(float* logits) {

@@ -113,10 +113,13 @@ struct MatmulEpilogue {
   void* context = nullptr;
 };
 
-inline void matmul(Executor& executor, const CpuKernels& kernels, const TensorView& weight, const float* x, float* y,
-                   std::size_t token_count, MatmulWorkspace& workspace, const MatmulEpilogue* epilogue = nullptr) {
+// y [token_count, y_row_stride] gets the rows [row_begin, row_end) of x · Wᵀ, at
+// y[t * y_row_stride + row]: a piece of a product (each row's value is the same as in the whole
+// product). matmul() below is the whole of it.
+inline void matmul_row_range(Executor& executor, const CpuKernels& kernels, const TensorView& weight, const float* x, float* y,
+                             std::size_t y_row_stride, std::size_t token_count, std::size_t row_begin, std::size_t row_end,
+                             MatmulWorkspace& workspace, const MatmulEpilogue* epilogue = nullptr) {
   const std::size_t in = static_cast<std::size_t>(weight.row_length());
-  const std::size_t out = static_cast<std::size_t>(weight.row_count());
   LAMINA_ASSERT(in <= workspace.max_in() && token_count <= workspace.max_tokens(), "matmul: workspace too small");
   MatmulTask task;
   task.weight_type = weight.dtype;
@@ -126,7 +129,7 @@ inline void matmul(Executor& executor, const CpuKernels& kernels, const TensorVi
   task.in = in;
   task.token_count = token_count;
   task.y = y;
-  task.y_row_stride = out;
+  task.y_row_stride = y_row_stride;
   task.dequantize_row = dequantize_row_function(weight.dtype);
   LAMINA_ASSERT(task.dequantize_row != nullptr, "matmul: weight type without a dequantizer");
   task.activation_format = kernels.activation_format(weight.dtype);
@@ -141,12 +144,19 @@ inline void matmul(Executor& executor, const CpuKernels& kernels, const TensorVi
     });
   }
   // Chunks of at least 16 rows keep scheduling cheap next to the arithmetic.
-  std::size_t chunk_limit = out / 16 > 0 ? out / 16 : 1;
+  const std::size_t rows = row_end - row_begin;
+  std::size_t chunk_limit = rows / 16 > 0 ? rows / 16 : 1;
   if (chunk_limit > workspace.chunk_count()) chunk_limit = workspace.chunk_count();
-  parallel_chunks(executor, out, chunk_limit, [&](std::size_t chunk, std::size_t row_begin, std::size_t row_end) {
-    kernels.matmul_rows(task, row_begin, row_end, workspace.chunk_scratch(chunk));
-    if (epilogue != nullptr) epilogue->function(epilogue->context, row_begin, row_end);
+  parallel_chunks(executor, rows, chunk_limit, [&](std::size_t chunk, std::size_t begin, std::size_t end) {
+    kernels.matmul_rows(task, row_begin + begin, row_begin + end, workspace.chunk_scratch(chunk));
+    if (epilogue != nullptr) epilogue->function(epilogue->context, row_begin + begin, row_begin + end);
   });
+}
+
+inline void matmul(Executor& executor, const CpuKernels& kernels, const TensorView& weight, const float* x, float* y,
+                   std::size_t token_count, MatmulWorkspace& workspace, const MatmulEpilogue* epilogue = nullptr) {
+  const std::size_t out = static_cast<std::size_t>(weight.row_count());
+  matmul_row_range(executor, kernels, weight, x, y, out, token_count, 0, out, workspace, epilogue);
 }
 
 }  // namespace cpu
