@@ -19,13 +19,14 @@
 #include <cstdlib>
 #include <new>
 
-// AddressSanitizer supplies every form of operator new/delete itself (the nothrow ones too), and
-// pairs them; replacing only some forms would make it report mismatches, and replacing all
-// would hide real ones. So under ASan nothing is replaced and nothing is counted.
-#if defined(__SANITIZE_ADDRESS__)
+// AddressSanitizer and ThreadSanitizer supply every form of operator new/delete themselves (the
+// nothrow ones too), and pair them; replacing only some forms would make them report mismatches
+// (or fail to link), and replacing all would hide real ones. So under either nothing is replaced
+// and nothing is counted.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #  define LAMINA_TEST_ASAN 1
 #elif defined(__has_feature)
-#  if __has_feature(address_sanitizer)
+#  if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #    define LAMINA_TEST_ASAN 1
 #  endif
 #endif

@@ -193,5 +193,5 @@ TEST_CASE("generate() allocates the same whether it makes 4 tokens or 40") {
   const std::size_t few = count_allocations(4), many = count_allocations(40);
   CHECK(few == many);
   CHECK(streamed > 0);
-  if (!lamina_test::allocation_counting()) MESSAGE("allocations are not counted in this build (AddressSanitizer)");
+  if (!lamina_test::allocation_counting()) MESSAGE("allocations are not counted in this build (a sanitizer replaces operator new)");
 }

@@ -394,7 +394,7 @@ TEST_CASE("sampler: sample() and accept() allocate nothing") {
   lamina_test::AllocationScope scope;
   for (int i = 0; i < 20; ++i) sampler.accept(sampler.sample(logits.data()));
   CHECK(scope.count() == 0);
-  if (!lamina_test::allocation_counting()) MESSAGE("allocations are not counted in this build (AddressSanitizer)");
+  if (!lamina_test::allocation_counting()) MESSAGE("allocations are not counted in this build (a sanitizer replaces operator new)");
 }
 
 TEST_CASE("sampler: options out of range are errors that name the option") {
