@@ -13,15 +13,16 @@
 #   gcc-cxx20-noexcept-native g++, C++20, Release, -fno-exceptions -march=native build/gcc-cxx20-noexcept-native (tests only)
 #   clang-tsan                clang++, -O1, ThreadSanitizer: the tests that start threads (cancel() from
 #                             another thread, the thread pool, sessions on several threads)  build/clang-tsan
-#                             (these three with LAMINA_SEPARATE_IMPLEMENTATION=ON: lamina compiled once;
-#                             the meson step builds and runs the same tests header-only)
+#                             (these three, and meson, with lamina's heavy functions compiled once:
+#                             LAMINA_SEPARATE_IMPLEMENTATION; header-only programs are built by
+#                             plain-include-O0, the packaging steps and meson-subproject)
 #   plain-include-O0          the CLI from g++ -O0 -I include alone (no lamina sources, no -m flags,
 #                             no build system), through the reference checks with every instruction set
 #   package-find-package      install lamina to a temporary prefix; tests/packaging uses find_package(lamina)
 #   package-add-subdirectory  tests/packaging includes the checkout with add_subdirectory
 #   package-fetchcontent      tests/packaging includes the checkout with FetchContent
-#   meson                     meson setup + meson test (clang++, C++17, header-only, no Vulkan; tests only) build/meson-clang-cxx17
-#   meson-subproject          tests/packaging built by meson with lamina as a subproject (separate_implementation)
+#   meson                     meson setup + meson test (clang++, C++17, -Dseparate_implementation=true, no Vulkan; tests only) build/meson-clang-cxx17
+#   meson-subproject          tests/packaging built by meson with lamina as a subproject (header-only)
 #   fuzz                      builds fuzz/*.cpp with libFuzzer (clang) and runs each briefly
 #   check-logits              ../shared/tools/check_all.sh on build/gcc-cxx17-release/examples/cli/lamina
 #   check-tokenize            the same for the tokenizer cases
@@ -84,7 +85,7 @@ require_program() {
 
 # One configuration of the matrix: configure, build everything, run the tests through CTest.
 # lamina's heavy functions are compiled once (LAMINA_SEPARATE_IMPLEMENTATION=ON), as a program of
-# many files would; the meson step covers the header-only build of the same tests.
+# many files would.
 cmake_config() {  # NAME COMPILER STANDARD BUILD_TYPE EXTRA_CXX_FLAGS [CMAKE_ARGS...]
   local name=$1 compiler=$2 standard=$3 build_type=$4 flags=$5 dir=build/$1
   shift 5
@@ -178,11 +179,11 @@ step_clang_tsan() {
   rm -rf "$dir"
   mkdir -p "$dir"
   local sources=(tests/main.cpp tests/test_stepping.cpp tests/core/test_core.cpp tests/model/test_reference_logits.cpp
-                 src/lamina_implementation.cpp)
+                 src/lamina_implementation.cpp src/lamina_cpu_sse2.cpp src/lamina_cpu_avx2.cpp src/lamina_cpu_avx512.cpp)
   export compiler dir root shared
   # shellcheck disable=SC2016  # expanded by the inner shell
   printf '%s\n' "${sources[@]}" | xargs -P "$jobs" -I{} sh -c \
-    '$compiler -std=c++17 -O1 -g -fsanitize=thread -DLAMINA_SEPARATE_IMPLEMENTATION=1 -DLAMINA_TEST_SHARED_DIR="\"$shared\"" -I "$root/include" -I "$root/tests" -I "$root/examples" -Wall -Wextra -Wpedantic -Werror -c "$root/{}" -o "$dir/$(basename {} .cpp).o"'
+    '$compiler -std=c++17 -O1 -g -fsanitize=thread -DLAMINA_SEPARATE_IMPLEMENTATION=1 -DLAMINA_CPU_DISPATCH=1 -DLAMINA_TEST_SHARED_DIR="\"$shared\"" -I "$root/include" -I "$root/tests" -I "$root/examples" -Wall -Wextra -Wpedantic -Werror -c "$root/{}" -o "$dir/$(basename {} .cpp).o"'
   clang++ -fsanitize=thread "$dir"/*.o -o "$dir/lamina_tests_tsan" -pthread
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 "$dir/lamina_tests_tsan" \
     --test-case="*cancel*,*several threads*,ThreadPool*,*thread count*"
@@ -249,9 +250,10 @@ step_meson() {
   local dir=build/meson-clang-cxx17
   # Without the Vulkan backend: this build proves lamina builds and tests where Vulkan-Hpp is
   # absent (meson-subproject and the CMake steps build it with the backend). The tests only:
-  # the CLI is built by gcc-cxx17-release and, header-only, by plain-include-O0.
+  # the CLI is built by gcc-cxx17-release and, header-only, by plain-include-O0. With meson's
+  # separate_implementation option (meson-subproject builds header-only).
   local options=(-Dcpp_std=c++17 -Dwarning_level=3 -Dwerror=true -Doptimization=2 -Ddebug=false
-                 -Db_ndebug=true -Dshared_dir="$shared" -Dvulkan=disabled -Dexamples=false)
+                 -Db_ndebug=true -Dshared_dir="$shared" -Dvulkan=disabled -Dexamples=false -Dseparate_implementation=true)
   if [ -f "$dir/build.ninja" ]; then
     meson setup --reconfigure "$dir" "${options[@]}"
   else
@@ -270,9 +272,7 @@ step_meson_subproject() {
   mkdir -p "$work/source/subprojects"
   cp tests/packaging/meson.build tests/packaging/main.cpp tests/packaging/vulkan_consumer.cpp "$work/source/"
   ln -s "$root" "$work/source/subprojects/lamina"
-  # With lamina's heavy functions in the subproject's static library (meson's
-  # separate_implementation option; the CMake steps cover CMake's).
-  meson setup "$work/build" "$work/source" -Dwarning_level=3 -Dwerror=true -Dlamina:separate_implementation=true
+  meson setup "$work/build" "$work/source" -Dwarning_level=3 -Dwerror=true
   meson compile -C "$work/build" -j "$jobs"
   "$work/build/consumer"
   "$work/build/vulkan_consumer"

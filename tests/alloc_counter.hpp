@@ -20,6 +20,8 @@ bool allocation_counting();
 
 // Allocations through operator new since the program started (defined in tests/main.cpp).
 std::size_t allocation_count();
+// Bytes allocated through operator new and not yet deleted (0 where not counted).
+std::size_t live_bytes();
 
 class AllocationScope {
  public:

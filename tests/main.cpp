@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 
 // AddressSanitizer and ThreadSanitizer supply every form of operator new/delete themselves (the
@@ -33,9 +34,11 @@
 
 namespace {
 std::atomic<std::size_t> allocations{0};
+std::atomic<std::size_t> live_bytes{0};
 }  // namespace
 
 std::size_t lamina_test::allocation_count() { return allocations.load(std::memory_order_relaxed); }
+std::size_t lamina_test::live_bytes() { return ::live_bytes.load(std::memory_order_relaxed); }
 
 #if defined(LAMINA_TEST_ASAN)
 
@@ -46,14 +49,32 @@ bool lamina_test::allocation_counting() { return false; }
 bool lamina_test::allocation_counting() { return true; }
 
 namespace {
+// Each block starts with a header holding its size, so that a delete knows what it frees; the
+// header is 16 bytes, which keeps the block as aligned as malloc's.
+constexpr std::size_t header_bytes = 16;
+
 void* counted_allocation(std::size_t size) {
   allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* memory = std::malloc(size != 0 ? size : 1)) return memory;
+  void* memory = size <= static_cast<std::size_t>(-1) - header_bytes ? std::malloc(size + header_bytes) : nullptr;
+  if (memory != nullptr) {
+    std::memcpy(memory, &size, sizeof size);
+    live_bytes.fetch_add(size, std::memory_order_relaxed);
+    return static_cast<unsigned char*>(memory) + header_bytes;
+  }
 #  if defined(__cpp_exceptions) || defined(__EXCEPTIONS) || defined(_CPPUNWIND)
   throw std::bad_alloc();
 #  else
   std::abort();
 #  endif
+}
+
+void counted_free(void* memory) noexcept {
+  if (memory == nullptr) return;
+  unsigned char* block = static_cast<unsigned char*>(memory) - header_bytes;
+  std::size_t size;
+  std::memcpy(&size, block, sizeof size);
+  live_bytes.fetch_sub(size, std::memory_order_relaxed);
+  std::free(block);
 }
 }  // namespace
 
@@ -62,9 +83,9 @@ void* counted_allocation(std::size_t size) {
 // (uncounted) pair, which is consistent on its own.
 void* operator new(std::size_t size) { return counted_allocation(size); }
 void* operator new[](std::size_t size) { return counted_allocation(size); }
-void operator delete(void* memory) noexcept { std::free(memory); }
-void operator delete[](void* memory) noexcept { std::free(memory); }
-void operator delete(void* memory, std::size_t) noexcept { std::free(memory); }
-void operator delete[](void* memory, std::size_t) noexcept { std::free(memory); }
+void operator delete(void* memory) noexcept { counted_free(memory); }
+void operator delete[](void* memory) noexcept { counted_free(memory); }
+void operator delete(void* memory, std::size_t) noexcept { counted_free(memory); }
+void operator delete[](void* memory, std::size_t) noexcept { counted_free(memory); }
 
 #endif

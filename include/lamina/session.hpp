@@ -89,9 +89,22 @@ struct SessionParams {
 // The longest context a session can have (KV cells are counted in 32 bits with room to spare).
 inline constexpr std::uint32_t max_session_context_length = 1u << 24;
 
+// What a session allocates on the CPU, in bytes, as Session::memory_needed() tells before it
+// is created (within a few KiB: vectors' own bookkeeping is not counted).
+struct SessionMemory {
+  std::uint64_t kv_cache = 0;         // keys and values of every layer on the CPU, and the cells' labels
+  std::uint64_t forward_buffers = 0;  // one pass's activations and logits, attention and matmul scratch
+  std::uint64_t per_sequence = 0;     // the last logits and a sampler of every sequence
+  std::uint64_t adapter_scratch = 0;  // made once, when a stack first holds an adapter
+  std::uint64_t total() const { return kv_cache + forward_buffers + per_sequence + adapter_scratch; }
+};
+
 class Session {
  public:
   static Result<Session> create(std::shared_ptr<const Model> model, const SessionParams& params = {});
+  // The bytes create() would allocate with these params, without allocating them. With a
+  // backend, the KV cache of every layer is counted (the device takes some of them).
+  static Result<SessionMemory> memory_needed(const Model& model, const SessionParams& params = {});
 
   Session(Session&&) noexcept = default;
   Session& operator=(Session&&) noexcept = default;
@@ -296,6 +309,35 @@ class Session {
 };
 
 #if LAMINA_DETAIL_DEFINITIONS
+LAMINA_DETAIL_API Result<SessionMemory> Session::memory_needed(const Model& model, const SessionParams& params) {
+  if (params.sequence_count == 0 || params.sequence_count > 4096) return fail(ErrorCode::invalid_argument, "sequence_count must be in [1, 4096]");
+  if (params.batch_size == 0 || params.batch_size > 65536) return fail(ErrorCode::invalid_argument, "batch_size must be in [1, 65536]");
+  const ModelHparams& hparams = model.hparams();
+  const std::uint32_t context_length = params.context_length == 0 ? hparams.context_length : params.context_length;
+  if (context_length > max_session_context_length) {
+    return fail(ErrorCode::invalid_argument, "context length " + std::to_string(context_length) + " is more than the " +
+                                                 std::to_string(max_session_context_length) + " a session can hold");
+  }
+  const std::uint32_t max_outputs = params.logits_for_every_token ? params.batch_size
+                                    : (params.sequence_count < params.batch_size ? params.sequence_count : params.batch_size);
+  // A sampler: logits after bias and penalties, candidates, and with penalties their window and counts.
+  const SamplerParams& sampling = params.sampling;
+  const bool penalties = sampling.penalty_last_n > 0 &&
+                         (sampling.repeat_penalty != 1.0f || sampling.frequency_penalty != 0.0f || sampling.presence_penalty != 0.0f);
+  const double sampler_bytes = static_cast<double>(hparams.vocab_size) * (4.0 + 12.0) +
+                               (penalties ? 4.0 * sampling.penalty_last_n + 4.0 * hparams.vocab_size : 0.0) +
+                               static_cast<double>(sampling.logit_bias.size() * sizeof(sampling.logit_bias[0]));
+  std::size_t widest_in = hparams.embedding_length, widest_out = hparams.embedding_length;
+  widest_in = std::max<std::size_t>({widest_in, hparams.feed_forward_length, hparams.query_width()});
+  widest_out = std::max<std::size_t>({widest_out, hparams.feed_forward_length, hparams.query_width()});
+  SessionMemory memory;
+  memory.kv_cache = static_cast<std::uint64_t>(KvCache::bytes_needed(hparams, context_length, params.kv_cache_type));
+  memory.forward_buffers = static_cast<std::uint64_t>(ForwardBuffers::bytes_needed(hparams, params.batch_size, max_outputs, context_length, 16));
+  memory.per_sequence = static_cast<std::uint64_t>(params.sequence_count * (4.0 * hparams.vocab_size + sampler_bytes));
+  memory.adapter_scratch = static_cast<std::uint64_t>(LoraBatch::bytes_needed(params.batch_size, params.sequence_count, params.max_lora_rank, widest_in, widest_out));
+  return memory;
+}
+
 LAMINA_DETAIL_API Result<Session> Session::create(std::shared_ptr<const Model> model, const SessionParams& params) {
   if (model == nullptr) return fail(ErrorCode::invalid_argument, "Session::create: no model");
   const ModelHparams& hparams = model->hparams();
@@ -542,7 +584,7 @@ LAMINA_DETAIL_API Result<bool> Session::continue_decode(std::chrono::steady_cloc
   // The output projection, the largest matrix: pieces of at most logit_piece_rows vocabulary rows.
   constexpr std::uint32_t logit_piece_rows = 4096;
   const std::size_t outputs = pending_batch_.output_count();
-  while (stepped_.logit_rows_done < hparams.vocab_size) {
+  while (outputs > 0 && stepped_.logit_rows_done < hparams.vocab_size) {
     if (stepped_.cancel.cancelled()) {
       abandon_decode();
       return fail(ErrorCode::cancelled, "the forward pass was cancelled");

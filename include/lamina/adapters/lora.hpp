@@ -204,6 +204,13 @@ class LoraBatch final : public ProjectionHook {
         delta_(max_tokens * widest_out),
         base_(max_tokens * widest_out) {}
 
+  // What the constructor allocates, in bytes (in floating point, so nothing overflows).
+  static double bytes_needed(std::size_t max_tokens, std::size_t max_groups, std::size_t max_rank, std::size_t widest_in, std::size_t widest_out) {
+    const double tokens = static_cast<double>(max_tokens);
+    return 4.0 * tokens + 4.0 * (static_cast<double>(max_groups) + 1) + sizeof(void*) * static_cast<double>(max_groups) +
+           4.0 * tokens * (static_cast<double>(widest_in) + static_cast<double>(max_rank) + 2.0 * static_cast<double>(widest_out));
+  }
+
   std::size_t max_rank() const { return max_rank_; }
   std::size_t max_tokens() const { return order_.size(); }
 

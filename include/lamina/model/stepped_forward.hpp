@@ -41,7 +41,7 @@ class PieceTimes {
     const double n = static_cast<double>(tokens);
     const double mean_n = fit.sum_n / fit.weight, mean_t = fit.sum_t / fit.weight;
     const double variance = fit.sum_nn / fit.weight - mean_n * mean_n;
-    if (variance < 0.25) return mean_t * n / mean_n;  // one pass size so far: assume it all scales with n
+    if (variance < 0.25) return mean_n > 0 ? mean_t * n / mean_n : mean_t;  // one pass size so far: assume it all scales with n
     double per_token = (fit.sum_nt / fit.weight - mean_n * mean_t) / variance;
     if (per_token < 0) per_token = 0;                       // noise; more tokens never cost less
     const double fixed = std::max(0.0, mean_t - per_token * mean_n);
@@ -49,6 +49,7 @@ class PieceTimes {
   }
 
   void record(std::size_t slot, std::size_t tokens, double seconds) {
+    if (tokens == 0 || !(seconds >= 0)) return;
     Fit& fit = fits_[slot];
     const double n = static_cast<double>(tokens);
     fit.weight = fit.weight * decay + 1;
@@ -124,7 +125,7 @@ class ResumingOps final : public ForwardOps {
   // Whether a piece predicted to take `predicted` seconds (negative: unknown) may start now.
   static bool may_start(double predicted, bool must_run, Clock::time_point now, Clock::time_point step_start, Clock::time_point deadline) {
     if (must_run) return true;
-    if (predicted < 0) return now - step_start <= (deadline - step_start) / 4;
+    if (!(predicted >= 0) || predicted > 3600) return now - step_start <= (deadline - step_start) / 4;  // unknown (or nonsense)
     return now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(predicted)) <= deadline;
   }
 

@@ -1,0 +1,69 @@
+// Memory a host can plan for: Session::memory_needed() against the bytes the session really
+// allocates (tests/main.cpp counts every operator new and delete), and an adapter's memory
+// going back when the last stack that holds it lets go.
+#include <doctest/doctest.h>
+#include <lamina/adapters/peft.hpp>
+#include <lamina/lamina.hpp>
+
+#include "alloc_counter.hpp"
+#include "test_support.hpp"
+
+#include <cmath>
+#include <memory>
+#include <string>
+
+namespace {
+
+double relative_gap(double measured, double predicted) { return std::fabs(measured - predicted) / predicted; }
+
+}  // namespace
+
+TEST_CASE("memory_needed() tells what a session allocates; an adapter's memory goes with its last user") {
+  if (!lamina_test::allocation_counting()) {
+    MESSAGE("allocations are not counted in this build (a sanitizer replaces operator new); skipped");
+    return;
+  }
+  lamina::Result<std::shared_ptr<const lamina::Model>> model = lamina::Model::load(lamina_test::shared_path("models/synth-llama-q8_0.gguf"));
+  REQUIRE(model.ok());
+  for (std::uint32_t context : {64u, 1024u}) {
+    for (lamina::DType kv_type : {lamina::DType::f16, lamina::DType::f32}) {
+      CAPTURE(context);
+      lamina::SessionParams params;
+      params.context_length = context;
+      params.sequence_count = 3;
+      params.batch_size = 64;
+      params.thread_count = 1;  // no pool threads: their stacks are not heap bytes, their bookkeeping is
+      params.kv_cache_type = kv_type;
+      params.sampling.repeat_penalty = 1.1f;
+      lamina::Result<lamina::SessionMemory> planned = lamina::Session::memory_needed(**model, params);
+      REQUIRE(planned.ok());
+      const std::size_t before = lamina_test::live_bytes();
+      lamina::Result<lamina::Session> session = lamina::Session::create(*model, params);
+      REQUIRE(session.ok());
+      const double created = static_cast<double>(lamina_test::live_bytes() - before);
+      const double without_adapters = static_cast<double>(planned->total() - planned->adapter_scratch);
+      MESSAGE("context " << context << ": planned " << without_adapters << " bytes, allocated " << created);
+      CHECK(relative_gap(created, without_adapters) < 0.02);
+
+      // An adapter: its factors when loaded, the session's adapter scratch when a stack first holds it.
+      const std::size_t before_adapter = lamina_test::live_bytes();
+      lamina::Result<std::shared_ptr<const lamina::LoraAdapter>> adapter =
+          lamina::peft::load_adapter(**model, lamina_test::shared_path("adapters/lora-a.gguf"));
+      if (!adapter.ok()) {  // lora-a is built for synth-llama-f32's shapes; the q8_0 file shares them
+        FAIL(adapter.error().message);
+      }
+      const std::size_t loaded = lamina_test::live_bytes() - before_adapter;
+      CHECK(static_cast<double>(loaded) >= static_cast<double>((*adapter)->factor_bytes()));
+      const std::size_t before_stack = lamina_test::live_bytes();
+      REQUIRE(session->set_adapters({{*adapter, 1.0f}}, 1).ok());
+      const double scratch = static_cast<double>(lamina_test::live_bytes() - before_stack);
+      CHECK(relative_gap(scratch, static_cast<double>(planned->adapter_scratch)) < 0.05);
+      const lamina::LoraAdapter* raw = adapter->get();
+      *adapter = nullptr;  // the stack holds the only reference now
+      const std::size_t held = lamina_test::live_bytes();
+      CHECK(session->remove_adapter(raw, 1));
+      const std::size_t freed = held - lamina_test::live_bytes();
+      CHECK(freed >= (loaded * 9) / 10);  // the factors and the adapter went with the last stack
+    }
+  }
+}
