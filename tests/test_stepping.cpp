@@ -240,6 +240,7 @@ TEST_CASE("Generator: bad requests are clean errors; stop() ends one request") {
   CHECK(generator.start(std::vector<lamina::Token>{1, -4}, options).error().code == lamina::ErrorCode::invalid_argument);
   CHECK(generator.start(std::vector<lamina::Token>{}, options).error().code == lamina::ErrorCode::invalid_state);  // no logits yet
   options.max_tokens = 1000;
+  options.stop_at_end_of_generation = false;  // only stop() ends them
   REQUIRE(generator.start("Once upon a time", options).ok());
   CHECK(generator.start("again", options).error().code == lamina::ErrorCode::invalid_state);
   options.sequence = 1;
