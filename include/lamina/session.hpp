@@ -332,7 +332,17 @@ LAMINA_DETAIL_API Result<SessionMemory> Session::memory_needed(const Model& mode
   widest_out = std::max<std::size_t>({widest_out, hparams.feed_forward_length, hparams.query_width()});
   SessionMemory memory;
   memory.kv_cache = static_cast<std::uint64_t>(KvCache::bytes_needed(hparams, context_length, params.kv_cache_type));
-  memory.forward_buffers = static_cast<std::uint64_t>(ForwardBuffers::bytes_needed(hparams, params.batch_size, max_outputs, context_length, 16));
+  // The matmul scratch grows with the threads that run the passes, as create() makes it.
+  std::size_t concurrency = 1;
+  if (params.executor != nullptr) {
+    concurrency = params.executor->concurrency();
+  } else {
+#if LAMINA_THREADS
+    concurrency = params.thread_count != 0 ? params.thread_count : std::thread::hardware_concurrency();
+    if (concurrency == 0) concurrency = 1;
+#endif
+  }
+  memory.forward_buffers = static_cast<std::uint64_t>(ForwardBuffers::bytes_needed(hparams, params.batch_size, max_outputs, context_length, concurrency));
   memory.per_sequence = static_cast<std::uint64_t>(params.sequence_count * (4.0 * hparams.vocab_size + sampler_bytes));
   memory.adapter_scratch = static_cast<std::uint64_t>(LoraBatch::bytes_needed(params.batch_size, params.sequence_count, params.max_lora_rank, widest_in, widest_out));
   return memory;
