@@ -358,11 +358,7 @@ LAMINA_DETAIL_API Result<bool> Generator::build_pass(double piece_seconds, StepR
   batch_.clear();
   for (Request& request : requests_) {
     if (!request.running) continue;
-    if (request.cancel.cancelled()) {
-      finish(request, StopReason::cancelled);
-      continue;
-    }
-    if (request.stop_requested) {
+    if (request.cancel.cancelled() || request.stop_requested) {
       finish(request, StopReason::cancelled);
       continue;
     }

@@ -271,6 +271,10 @@ class Session {
   Result<void> finish_decode(const Batch& batch, CancelToken cancel);
   Result<void> keep_logits(const Batch& batch);
   LoraBatch* group_adapters(const Batch& batch, const std::vector<AdapterStack>& stacks);
+  // The widest input or output of the layers' projections: what the adapters' scratch is sized for.
+  static std::size_t widest_projection(const ModelHparams& hparams) {
+    return std::max<std::size_t>({hparams.embedding_length, hparams.feed_forward_length, hparams.query_width()});
+  }
   void abandon_decode();
 
   std::shared_ptr<const Model> model_;
@@ -327,9 +331,6 @@ LAMINA_DETAIL_API Result<SessionMemory> Session::memory_needed(const Model& mode
   const double sampler_bytes = static_cast<double>(hparams.vocab_size) * (4.0 + 12.0) +
                                (penalties ? 4.0 * sampling.penalty_last_n + 4.0 * hparams.vocab_size : 0.0) +
                                static_cast<double>(sampling.logit_bias.size() * sizeof(sampling.logit_bias[0]));
-  std::size_t widest_in = hparams.embedding_length, widest_out = hparams.embedding_length;
-  widest_in = std::max<std::size_t>({widest_in, hparams.feed_forward_length, hparams.query_width()});
-  widest_out = std::max<std::size_t>({widest_out, hparams.feed_forward_length, hparams.query_width()});
   SessionMemory memory;
   memory.kv_cache = static_cast<std::uint64_t>(KvCache::bytes_needed(hparams, context_length, params.kv_cache_type));
   // The matmul scratch grows with the threads that run the passes, as create() makes it.
@@ -344,7 +345,8 @@ LAMINA_DETAIL_API Result<SessionMemory> Session::memory_needed(const Model& mode
   }
   memory.forward_buffers = static_cast<std::uint64_t>(ForwardBuffers::bytes_needed(hparams, params.batch_size, max_outputs, context_length, concurrency));
   memory.per_sequence = static_cast<std::uint64_t>(params.sequence_count * (4.0 * hparams.vocab_size + sampler_bytes));
-  memory.adapter_scratch = static_cast<std::uint64_t>(LoraBatch::bytes_needed(params.batch_size, params.sequence_count, params.max_lora_rank, widest_in, widest_out));
+  const std::size_t widest = widest_projection(hparams);
+  memory.adapter_scratch = static_cast<std::uint64_t>(LoraBatch::bytes_needed(params.batch_size, params.sequence_count, params.max_lora_rank, widest, widest));
   return memory;
 }
 
@@ -459,10 +461,7 @@ LAMINA_DETAIL_API Result<void> Session::decode_async(const Batch& batch) {
 
 // Copies the batch (the caller's may go away) and, on a device, starts the pass.
 LAMINA_DETAIL_API Result<void> Session::start_decode(const Batch& batch, CancelToken cancel) {
-  pending_batch_.tokens.assign(batch.tokens.begin(), batch.tokens.end());
-  pending_batch_.positions.assign(batch.positions.begin(), batch.positions.end());
-  pending_batch_.sequences.assign(batch.sequences.begin(), batch.sequences.end());
-  pending_batch_.want_logits.assign(batch.want_logits.begin(), batch.want_logits.end());
+  pending_batch_ = batch;  // reuses the reserved capacity
   pending_cancel_ = cancel;
   if (device_ == nullptr) {  // nothing to overlap with: the pass runs in decode_wait()
     pending_ = true;
@@ -536,10 +535,7 @@ LAMINA_DETAIL_API Result<void> Session::begin_decode(const Batch& batch) {
   LAMINA_TRY(refuse_if_busy("begin_decode"));
   const CancelToken cancel = cancel_->token();
   if (device_ != nullptr) return start_decode(batch, cancel);
-  pending_batch_.tokens.assign(batch.tokens.begin(), batch.tokens.end());
-  pending_batch_.positions.assign(batch.positions.begin(), batch.positions.end());
-  pending_batch_.sequences.assign(batch.sequences.begin(), batch.sequences.end());
-  pending_batch_.want_logits.assign(batch.want_logits.begin(), batch.want_logits.end());
+  pending_batch_ = batch;  // reuses the reserved capacity
   const ModelWeights& weights = merged_ != nullptr ? merged_->weights : model_->weights();
   LAMINA_TRY(prepare_forward(model_->hparams(), weights, pending_batch_, cache_, buffers_, params_.sequence_count));
   // The stacks as they are now: the pass keeps them (and their adapters) until it is done.
@@ -806,13 +802,8 @@ LAMINA_DETAIL_API Result<void> Session::check_adapter(const AdapterStackEntry& e
 
 LAMINA_DETAIL_API Result<void> Session::ensure_lora_scratch() {
   if (lora_.max_tokens() != 0) return success();
-  const ModelHparams& hparams = model_->hparams();
-  std::size_t widest_in = hparams.embedding_length, widest_out = hparams.embedding_length;
-  if (hparams.feed_forward_length > widest_in) widest_in = hparams.feed_forward_length;
-  if (hparams.query_width() > widest_in) widest_in = hparams.query_width();
-  if (hparams.feed_forward_length > widest_out) widest_out = hparams.feed_forward_length;
-  if (hparams.query_width() > widest_out) widest_out = hparams.query_width();
-  lora_ = LoraBatch(params_.batch_size, params_.sequence_count, params_.max_lora_rank, widest_in, widest_out);
+  const std::size_t widest = widest_projection(model_->hparams());
+  lora_ = LoraBatch(params_.batch_size, params_.sequence_count, params_.max_lora_rank, widest, widest);
   for (AdapterStack& stack : stacks_) stack.reserve(8);
   return success();
 }
@@ -852,16 +843,13 @@ class StateWriter {
   std::vector<std::uint8_t>& out_;
 };
 
-// Reads what the writer wrote; every read is checked against the end, and the first failure
-// is kept with the offset it happened at.
+// Reads what the writer wrote; every read is checked against the end (a failed one returns
+// null / false and reads nothing).
 class StateReader {
  public:
   StateReader(const std::uint8_t* data, std::size_t size) : data_(data), size_(size) {}
   const std::uint8_t* take(std::size_t count) {
-    if (count > size_ - at_) {
-      truncated_ = true;
-      return nullptr;
-    }
+    if (count > size_ - at_) return nullptr;
     const std::uint8_t* here = data_ + at_;
     at_ += count;
     return here;
@@ -882,7 +870,6 @@ class StateReader {
   const std::uint8_t* data_;
   std::size_t size_;
   std::size_t at_ = 0;
-  bool truncated_ = false;
 };
 }  // namespace detail
 
