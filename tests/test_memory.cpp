@@ -11,6 +11,7 @@
 #include <cmath>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -65,5 +66,93 @@ TEST_CASE("memory_needed() tells what a session allocates; an adapter's memory g
       const std::size_t freed = held - lamina_test::live_bytes();
       CHECK(freed >= (loaded * 9) / 10);  // the factors and the adapter went with the last stack
     }
+  }
+}
+
+// --- loading on a worker thread: progress reports and cancellation -------------------------
+
+TEST_CASE("a model load reports its stages in order, ends at 1, and touching pages makes the weights resident") {
+  std::vector<lamina::LoadProgress> reports;
+  lamina::ModelParams params;
+  params.touch_pages = true;
+  params.load.on_progress = [&](const lamina::LoadProgress& progress) { reports.push_back(progress); };
+  lamina::Result<std::shared_ptr<const lamina::Model>> model = lamina::Model::load(lamina_test::shared_path("models/synth-llama-q8_0.gguf"), params);
+  REQUIRE(model.ok());
+  REQUIRE(reports.size() >= 5);
+  CHECK(reports.front().stage == lamina::LoadStage::parse);
+  CHECK(reports.front().fraction == 0.0);
+  CHECK(reports.back().stage == lamina::LoadStage::done);
+  CHECK(reports.back().fraction == 1.0);
+  bool touched = false, tokenized = false;
+  for (std::size_t i = 1; i < reports.size(); ++i) {
+    CHECK(reports[i].fraction >= reports[i - 1].fraction);
+    CHECK(static_cast<int>(reports[i].stage) >= static_cast<int>(reports[i - 1].stage));
+    CHECK(reports[i].done <= reports[i].total);
+    touched = touched || reports[i].stage == lamina::LoadStage::touch_pages;
+    tokenized = tokenized || reports[i].stage == lamina::LoadStage::tokenizer;
+  }
+  CHECK(touched);
+  CHECK(tokenized);
+  // The weights' bytes: every tensor's, and after touching them all in memory.
+  std::uint64_t tensor_bytes = 0;
+  for (const lamina::gguf::TensorInfo& tensor : (*model)->file().tensors()) tensor_bytes += tensor.size_bytes;
+  CHECK((*model)->mapped_bytes() == tensor_bytes);
+  CHECK((*model)->resident_bytes() <= (*model)->mapped_bytes());
+  CHECK((*model)->resident_bytes() + 4096 >= (*model)->mapped_bytes());
+}
+
+TEST_CASE("a cancelled load stops with ErrorCode::cancelled, at any stage") {
+  const std::string path = lamina_test::shared_path("models/synth-llama-q8_0.gguf");
+  SUBCASE("cancelled before it starts") {
+    lamina::CancelSource source;
+    lamina::ModelParams params;
+    params.load.cancel = source.token();
+    source.cancel();
+    lamina::Result<std::shared_ptr<const lamina::Model>> model = lamina::Model::load(path, params);
+    REQUIRE(!model.ok());
+    CHECK(model.error().code == lamina::ErrorCode::cancelled);
+  }
+  for (lamina::LoadStage stage : {lamina::LoadStage::validate, lamina::LoadStage::touch_pages, lamina::LoadStage::tokenizer}) {
+    CAPTURE(static_cast<int>(stage));
+    lamina::CancelSource source;
+    lamina::ModelParams params;
+    params.touch_pages = true;
+    params.load.cancel = source.token();
+    bool reached = false;
+    params.load.on_progress = [&](const lamina::LoadProgress& progress) {
+      if (progress.stage == stage) {
+        reached = true;
+        source.cancel();  // as another thread would, while this stage runs
+      }
+    };
+    lamina::Result<std::shared_ptr<const lamina::Model>> model = lamina::Model::load(path, params);
+    CHECK(reached);
+    REQUIRE(!model.ok());
+    CHECK(model.error().code == lamina::ErrorCode::cancelled);
+  }
+}
+
+TEST_CASE("an adapter load reports progress and can be cancelled") {
+  lamina::Result<std::shared_ptr<const lamina::Model>> model = lamina::Model::load(lamina_test::shared_path("models/synth-llama-f32.gguf"));
+  REQUIRE(model.ok());
+  for (const char* adapter_path : {"adapters/lora-a.gguf", "adapters/lora-a-peft"}) {
+    CAPTURE(adapter_path);
+    std::vector<lamina::LoadProgress> reports;
+    lamina::LoadControl control;
+    control.on_progress = [&](const lamina::LoadProgress& progress) { reports.push_back(progress); };
+    lamina::Result<std::shared_ptr<const lamina::LoraAdapter>> adapter = lamina::peft::load_adapter(**model, lamina_test::shared_path(adapter_path), control);
+    REQUIRE(adapter.ok());
+    REQUIRE(reports.size() >= 2);
+    CHECK(reports.back().stage == lamina::LoadStage::done);
+    CHECK(reports.back().fraction == 1.0);
+
+    lamina::CancelSource source;
+    control.cancel = source.token();
+    control.on_progress = [&](const lamina::LoadProgress& progress) {
+      if (progress.stage == lamina::LoadStage::convert) source.cancel();
+    };
+    lamina::Result<std::shared_ptr<const lamina::LoraAdapter>> stopped = lamina::peft::load_adapter(**model, lamina_test::shared_path(adapter_path), control);
+    REQUIRE(!stopped.ok());
+    CHECK(stopped.error().code == lamina::ErrorCode::cancelled);
   }
 }

@@ -244,12 +244,34 @@ LAMINA_DETAIL_API Result<std::shared_ptr<const LoraAdapter>> load_peft_adapter(c
 }
 #endif
 
-// A PEFT directory or a GGUF adapter file, whichever `path` is.
-LAMINA_DETAIL_API Result<std::shared_ptr<const LoraAdapter>> load_adapter(const Model& model, const std::string& path);
+// A PEFT directory or a GGUF adapter file, whichever `path` is. `control` reports the stages
+// (parse, convert, done) and stops the load before converting or after it when its token is
+// cancelled (ErrorCode::cancelled); an adapter is small next to its model, so it checks less often.
+LAMINA_DETAIL_API Result<std::shared_ptr<const LoraAdapter>> load_adapter(const Model& model, const std::string& path,
+                                                                          const LoadControl& control = LoadControl());
 #if LAMINA_DETAIL_DEFINITIONS
-LAMINA_DETAIL_API Result<std::shared_ptr<const LoraAdapter>> load_adapter(const Model& model, const std::string& path) {
-  if (detail::is_directory(path)) return load_peft_adapter(path, model.hparams(), model.weights());
-  return load_gguf_adapter(model, path);
+LAMINA_DETAIL_API Result<std::shared_ptr<const LoraAdapter>> load_adapter(const Model& model, const std::string& path,
+                                                                          const LoadControl& control) {
+  lamina::detail::LoadReporter reporter(control);
+  auto cancelled = [&]() -> Error { return fail(ErrorCode::cancelled, path + ": loading was cancelled"); };
+  reporter.stage(LoadStage::parse, 1, 0.0, 0.1);
+  Result<std::shared_ptr<const LoraAdapter>> adapter = std::shared_ptr<const LoraAdapter>();
+  if (detail::is_directory(path)) {
+    if (reporter.cancelled()) return cancelled();
+    reporter.stage(LoadStage::convert, 1, 0.1, 1.0);
+    adapter = load_peft_adapter(path, model.hparams(), model.weights());
+  } else {
+    Result<gguf::File> file = gguf::File::open(path);
+    if (!file) return file.take_error();
+    reporter.report(1);
+    if (reporter.cancelled()) return cancelled();
+    reporter.stage(LoadStage::convert, 1, 0.1, 1.0);
+    adapter = load_gguf_adapter(*file, model.hparams(), model.weights());
+  }
+  if (!adapter) return adapter.take_error();
+  if (reporter.cancelled()) return cancelled();
+  reporter.finish();
+  return adapter;
 }
 #endif
 
