@@ -10,10 +10,9 @@
 #   spirv                     tools/gen_spirv.py --check: the committed SPIR-V headers are what the shaders compile to
 #   gcc-cxx17-release         g++, C++17, Release (-O2)                          build/gcc-cxx17-release
 #   clang-cxx20-asan          clang++, C++20, -O1, AddressSanitizer + UBSan      build/clang-cxx20-asan (tests only)
-#   gcc-cxx20-noexcept-native g++, C++20, Release, -fno-exceptions -march=native build/gcc-cxx20-noexcept-native (tests only)
 #   clang-tsan                clang++, -O1, ThreadSanitizer: the tests that start threads (cancel() from
 #                             another thread, the thread pool, sessions on several threads)  build/clang-tsan
-#                             (these three, and meson, with lamina's heavy functions compiled once:
+#                             (these, and meson, with lamina's heavy functions compiled once:
 #                             LAMINA_SEPARATE_IMPLEMENTATION; header-only programs are built by
 #                             plain-include-O0, the packaging steps and meson-subproject)
 #   plain-include-O0          the CLI from g++ -O0 -I include alone (no lamina sources, no -m flags,
@@ -21,9 +20,11 @@
 #   package-find-package      install lamina to a temporary prefix; tests/packaging uses find_package(lamina)
 #   package-add-subdirectory  tests/packaging includes the checkout with add_subdirectory
 #   package-fetchcontent      tests/packaging includes the checkout with FetchContent
-#   meson                     meson setup + meson test (clang++, C++17, -Dseparate_implementation=true, no Vulkan; tests only) build/meson-clang-cxx17
+#   meson                     meson setup + meson test: g++, C++20, -O2 -march=native, -fno-exceptions (cpp_eh=none),
+#                             -Dseparate_implementation=true, no Vulkan; the tests and the C API  build/meson-gcc-cxx20-noexcept-native
 #   meson-subproject          tests/packaging built by meson with lamina as a subproject (header-only)
-#   fuzz                      builds fuzz/*.cpp with libFuzzer (clang) and runs each briefly
+#   fuzz                      builds fuzz/*.cpp with libFuzzer (clang; lamina compiled once, instrumented) and runs
+#                             each briefly, as many at a time as there are jobs
 #   check-logits              ../shared/tools/check_all.sh on build/gcc-cxx17-release/examples/cli/lamina
 #   check-tokenize            the same for the tokenizer cases
 #   check-lora                the same for the LoRA cases (GGUF and PEFT forms of each adapter)
@@ -42,7 +43,7 @@ set -uo pipefail  # no -e here: a failed step must not stop the others; each ste
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
 
-all_steps=(deps install-scripts arch-symbols headers include-graph spirv gcc-cxx17-release clang-cxx20-asan gcc-cxx20-noexcept-native
+all_steps=(deps install-scripts arch-symbols headers include-graph spirv gcc-cxx17-release clang-cxx20-asan
            clang-tsan plain-include-O0
            package-find-package package-add-subdirectory package-fetchcontent
            meson meson-subproject fuzz check-logits check-tokenize check-lora check-vulkan cli-errors)
@@ -163,12 +164,6 @@ step_clang_cxx20_asan() {
     -DLAMINA_BUILD_EXAMPLES=OFF -DLAMINA_BUILD_BENCH=OFF
 }
 
-step_gcc_cxx20_noexcept_native() {
-  # The library and its tests (tests/cli/ includes the CLI's headers) without exceptions; the
-  # CLI program itself is built by gcc-cxx17-release, plain-include-O0 and meson.
-  cmake_config gcc-cxx20-noexcept-native g++ 20 Release "-fno-exceptions -march=native" -DLAMINA_BUILD_EXAMPLES=OFF -DLAMINA_BUILD_BENCH=OFF
-}
-
 # The test files whose cases start threads, with lamina compiled once beside them, as one small
 # program under ThreadSanitizer (the whole suite under it would cost most of the CI budget), and
 # only the cases that use threads.
@@ -247,18 +242,22 @@ step_package_fetchcontent() {
 step_meson() {
   require_program meson
   require_program clang++
-  local dir=build/meson-clang-cxx17
-  # Without the Vulkan backend: this build proves lamina builds and tests where Vulkan-Hpp is
-  # absent (meson-subproject and the CMake steps build it with the backend). The tests only:
-  # the CLI is built by gcc-cxx17-release and, header-only, by plain-include-O0. With meson's
-  # separate_implementation option (meson-subproject builds header-only).
-  local options=(-Dcpp_std=c++17 -Dwarning_level=3 -Dwerror=true -Doptimization=2 -Ddebug=false
-                 -Db_ndebug=true -Dshared_dir="$shared" -Dvulkan=disabled -Dexamples=false -Dseparate_implementation=true)
+  local dir=build/meson-gcc-cxx20-noexcept-native
+  # The third full build of the tests, the one of g++ and C++20, and the one without exceptions
+  # (library, tests and C API) and with -march=native (the instruction sets' macros defined for
+  # every file, not only in the kernels'). Without the Vulkan backend: this build proves lamina
+  # builds and tests where Vulkan-Hpp is absent (meson-subproject and the CMake steps build it
+  # with the backend). The tests only: the CLI is built by gcc-cxx17-release and, header-only,
+  # by plain-include-O0. With meson's separate_implementation option (meson-subproject builds
+  # header-only).
+  local options=(-Dcpp_std=c++20 -Dcpp_eh=none -Dcpp_args=-march=native -Dwarning_level=3 -Dwerror=true
+                 -Doptimization=2 -Ddebug=false -Db_ndebug=true -Dshared_dir="$shared" -Dvulkan=disabled
+                 -Dexamples=false -Dseparate_implementation=true)
   if [ -f "$dir/build.ninja" ]; then
     meson setup --reconfigure "$dir" "${options[@]}"
   else
-    local compiler=clang++
-    command -v ccache >/dev/null 2>&1 && compiler="ccache clang++"
+    local compiler=g++
+    command -v ccache >/dev/null 2>&1 && compiler="ccache g++"
     CXX=$compiler meson setup "$dir" "${options[@]}"
   fi
   meson compile -C "$dir" -j "$jobs"
@@ -288,22 +287,40 @@ step_fuzz() {
   local dir=build/clang-fuzz
   local common
   set_common_args "$dir"
+  # lamina's heavy functions compiled once for all the targets, instrumented as they are
+  # (CMakeLists.txt, LAMINA_FUZZ).
   cmake -S . -B "$dir" "${common[@]}" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug \
-    -DCMAKE_CXX_FLAGS_DEBUG="-g" -DLAMINA_FUZZ=ON -DLAMINA_WERROR=ON \
-    -DLAMINA_BUILD_TESTS=OFF -DLAMINA_BUILD_EXAMPLES=OFF -DLAMINA_BUILD_BENCH=OFF
+    -DCMAKE_CXX_FLAGS="" -DCMAKE_CXX_FLAGS_DEBUG="-g" -DLAMINA_FUZZ=ON -DLAMINA_WERROR=ON -DLAMINA_SEPARATE_IMPLEMENTATION=ON \
+    -DLAMINA_BUILD_TESTS=OFF -DLAMINA_BUILD_EXAMPLES=OFF -DLAMINA_BUILD_BENCH=OFF -DLAMINA_BUILD_C_API=OFF
   cmake --build "$dir" --parallel "$jobs"
-  local source name corpus
+  local source name corpus running=0 failures=0
+  mkdir -p "$dir/artifacts" "$dir/logs"
   for source in "${sources[@]}"; do
     name=$(basename "$source" .cpp)
     corpus=$dir/corpus/$name
-    mkdir -p "$corpus" "$dir/artifacts"
+    mkdir -p "$corpus"
     if [ -d "fuzz/corpus/$name" ]; then cp -R "fuzz/corpus/$name/." "$corpus/"; fi
     # A target that makes its own seeds (model_fuzz: tiny models) writes them first.
     if grep -q LAMINA_FUZZ_WRITE_SEEDS "$source"; then LAMINA_FUZZ_WRITE_SEEDS=$corpus "$dir/fuzz/$name"; fi
-    echo "fuzzing $name for ${fuzz_seconds}s"
+    echo "fuzzing $name for ${fuzz_seconds}s (log: $dir/logs/$name.log)"
     "$dir/fuzz/$name" -max_total_time="$fuzz_seconds" -timeout=25 -rss_limit_mb=2048 \
-      -artifact_prefix="$dir/artifacts/$name-" -print_final_stats=1 "$corpus"
+      -artifact_prefix="$dir/artifacts/$name-" -print_final_stats=1 "$corpus" >"$dir/logs/$name.log" 2>&1 &
+    running=$((running + 1))
+    if [ "$running" -ge "$jobs" ]; then
+      wait -n || failures=$((failures + 1))
+      running=$((running - 1))
+    fi
   done
+  while [ "$running" -gt 0 ]; do
+    wait -n || failures=$((failures + 1))
+    running=$((running - 1))
+  done
+  for source in "${sources[@]}"; do
+    name=$(basename "$source" .cpp)
+    echo "--- $name"
+    grep -E '^(stat::|INFO: Done|==[0-9]+==ERROR|SUMMARY)|runtime error|artifact' "$dir/logs/$name.log" || true
+  done
+  [ "$failures" -eq 0 ] || { echo "$failures fuzz target(s) failed; their logs are in $dir/logs"; return 1; }
 }
 
 check_cases() {  # logits | tokenize | lora | all
