@@ -227,6 +227,7 @@ class Generator {
   std::vector<Request> requests_;  // [sequence_count]
   Batch batch_;
   std::size_t next_prompt_ = 0;    // the first request served with prompt tokens in the next pass (round robin)
+  double build_seconds_ = 0;       // what starting a pass (build_pass) took lately
 };
 
 #if LAMINA_DETAIL_DEFINITIONS
@@ -438,10 +439,15 @@ LAMINA_DETAIL_API Result<StepReport> Generator::step(std::chrono::microseconds b
   bool first = true;
   while (true) {
     if (!session_->decode_in_progress()) {
-      if (!first && Clock::now() >= deadline) break;
+      // Starting a pass samples the requests' next tokens (a pass over the vocabulary each):
+      // only when the time that took before still fits.
+      const Clock::time_point build_start = Clock::now();
+      if (!first && build_start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(build_seconds_)) >= deadline) break;
       Result<bool> started = build_pass(piece_seconds, report);
       if (!started) return started.take_error();
       if (!*started) break;
+      const double took = std::chrono::duration<double>(Clock::now() - build_start).count();
+      build_seconds_ = std::max(took, 0.75 * build_seconds_);  // the slowest recent start, fading
     }
     Result<bool> done = session_->continue_decode(deadline, first);
     first = false;

@@ -109,6 +109,7 @@ class Sampler {
   }
   Token greedy(const float* logits) const;
   std::size_t keep_top_p(std::size_t count, std::size_t sorted_prefix, float max_logit);
+  Token draw(std::size_t count, std::size_t sorted_prefix, float max_logit);
 
   SamplerParams params_;
   std::size_t vocab_size_ = 0;
@@ -286,10 +287,41 @@ inline Token Sampler::sample(const float* logits) {
   for (std::size_t i = 0; i < vocab_size_; ++i) {
     const float logit = work_[i];
     if (!(logit > -infinity)) continue;
-    candidates_[count++] = Candidate{static_cast<Token>(i), logit, 0.0f};
+    ++count;
     if (logit > max_logit) max_logit = logit;
   }
   if (count == 0) return greedy(work_.data());
+  Candidate* begin = candidates_.data();
+  std::size_t sorted_prefix = 0;  // how many leading candidates are in rank order
+  if (params_.top_k > 0 && static_cast<std::size_t>(params_.top_k) < count && max_logit < infinity) {
+    // The best k in one pass, without writing out every candidate: a heap whose front is the
+    // worst of the k kept so far; most tokens lose to it at once. The order of ranks_before is
+    // total (logit, then id), so the set and its sorted order are what sorting all would give.
+    const std::size_t k = static_cast<std::size_t>(params_.top_k);
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < vocab_size_; ++i) {
+      const float logit = work_[i];
+      if (!(logit > -infinity)) continue;
+      const Candidate candidate{static_cast<Token>(i), logit, 0.0f};
+      if (kept < k) {
+        begin[kept++] = candidate;
+        std::push_heap(begin, begin + kept, ranks_before);
+      } else if (ranks_before(candidate, begin[0])) {
+        std::pop_heap(begin, begin + k, ranks_before);
+        begin[k - 1] = candidate;
+        std::push_heap(begin, begin + k, ranks_before);
+      }
+    }
+    std::sort(begin, begin + k, ranks_before);
+    count = k;
+    sorted_prefix = k;
+    return draw(count, sorted_prefix, max_logit);
+  }
+  count = 0;
+  for (std::size_t i = 0; i < vocab_size_; ++i) {
+    const float logit = work_[i];
+    if (logit > -infinity) candidates_[count++] = Candidate{static_cast<Token>(i), logit, 0.0f};
+  }
   if (max_logit == infinity) {
     // A +inf logit (from a bias) means "certainly one of these": keep those, equally likely.
     std::size_t kept = 0;
@@ -300,8 +332,6 @@ inline Token Sampler::sample(const float* logits) {
     max_logit = 0.0f;
   }
 
-  Candidate* begin = candidates_.data();
-  std::size_t sorted_prefix = 0;  // how many leading candidates are in rank order
   if (params_.top_k > 0 && static_cast<std::size_t>(params_.top_k) < count) {
     const std::size_t k = static_cast<std::size_t>(params_.top_k);
     std::nth_element(begin, begin + k, begin + count, ranks_before);
@@ -309,6 +339,13 @@ inline Token Sampler::sample(const float* logits) {
     count = k;
     sorted_prefix = k;
   }
+  return draw(count, sorted_prefix, max_logit);
+}
+
+// top-p, min-p, temperature and the draw, over the first `count` candidates (the first
+// `sorted_prefix` of them in rank order and better than the rest).
+inline Token Sampler::draw(std::size_t count, std::size_t sorted_prefix, float max_logit) {
+  Candidate* begin = candidates_.data();
   if (params_.top_p < 1.0f) {
     count = keep_top_p(count, sorted_prefix, max_logit);
   }
