@@ -713,11 +713,8 @@ lamina_status copy_text_out(const char* function, std::string_view text, char* o
 // Session's own calls check their sequence id too, but not all of them (position() trusts it),
 // so every entry point checks it first.
 lamina_status check_sequence(const char* function, const Session& session, int32_t sequence) {
-  const std::uint32_t count = session.params().sequence_count;
-  if (sequence < 0 || static_cast<std::uint32_t>(sequence) >= count) {
-    return invalid(function, "sequence id " + std::to_string(sequence) + " is outside [0, " + std::to_string(count) + ")");
-  }
-  return LAMINA_OK;
+  const Result<void> valid = session.check_sequence(sequence);
+  return valid ? LAMINA_OK : invalid(function, valid.error().message);
 }
 
 lamina_status check_tokenizer(const char* function, const Model& model) {

@@ -185,6 +185,9 @@ class Session {
   // One generation step: samples the next token, feeds it, and returns it.
   Result<Token> generate_next(SequenceId sequence = 0);
 
+  // invalid_argument unless `sequence` is one of this session's ids, [0, sequence_count).
+  Result<void> check_sequence(SequenceId sequence) const;
+
   // Tokens `sequence` holds (its next position).
   Position position(SequenceId sequence = 0) const { return cache_.next_position(sequence); }
 
@@ -259,7 +262,6 @@ class Session {
 
  private:
   Session() = default;
-  Result<void> check_sequence(SequenceId sequence) const;
 
   Result<void> check_adapter(const AdapterStackEntry& entry) const;
   Result<void> ensure_lora_scratch();

@@ -255,19 +255,18 @@ LAMINA_DETAIL_API Result<std::shared_ptr<const LoraAdapter>> load_adapter(const 
   lamina::detail::LoadReporter reporter(control);
   auto cancelled = [&]() -> Error { return fail(ErrorCode::cancelled, path + ": loading was cancelled"); };
   reporter.stage(LoadStage::parse, 1, 0.0, 0.1);
-  Result<std::shared_ptr<const LoraAdapter>> adapter = std::shared_ptr<const LoraAdapter>();
-  if (detail::is_directory(path)) {
-    if (reporter.cancelled()) return cancelled();
-    reporter.stage(LoadStage::convert, 1, 0.1, 1.0);
-    adapter = load_peft_adapter(path, model.hparams(), model.weights());
-  } else {
-    Result<gguf::File> file = gguf::File::open(path);
-    if (!file) return file.take_error();
+  const bool peft_folder = detail::is_directory(path);
+  gguf::File file;  // a GGUF adapter's header, parsed before converting; a PEFT folder is read whole below
+  if (!peft_folder) {
+    Result<gguf::File> opened = gguf::File::open(path);
+    if (!opened) return opened.take_error();
+    file = std::move(*opened);
     reporter.report(1);
-    if (reporter.cancelled()) return cancelled();
-    reporter.stage(LoadStage::convert, 1, 0.1, 1.0);
-    adapter = load_gguf_adapter(*file, model.hparams(), model.weights());
   }
+  if (reporter.cancelled()) return cancelled();
+  reporter.stage(LoadStage::convert, 1, 0.1, 1.0);
+  Result<std::shared_ptr<const LoraAdapter>> adapter = peft_folder ? load_peft_adapter(path, model.hparams(), model.weights())
+                                                                   : load_gguf_adapter(file, model.hparams(), model.weights());
   if (!adapter) return adapter.take_error();
   if (reporter.cancelled()) return cancelled();
   reporter.finish();

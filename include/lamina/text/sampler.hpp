@@ -292,7 +292,6 @@ inline Token Sampler::sample(const float* logits) {
   }
   if (count == 0) return greedy(work_.data());
   Candidate* begin = candidates_.data();
-  std::size_t sorted_prefix = 0;  // how many leading candidates are in rank order
   if (params_.top_k > 0 && static_cast<std::size_t>(params_.top_k) < count && max_logit < infinity) {
     // The best k in one pass, without writing out every candidate: a heap whose front is the
     // worst of the k kept so far; most tokens lose to it at once. The order of ranks_before is
@@ -313,9 +312,7 @@ inline Token Sampler::sample(const float* logits) {
       }
     }
     std::sort(begin, begin + k, ranks_before);
-    count = k;
-    sorted_prefix = k;
-    return draw(count, sorted_prefix, max_logit);
+    return draw(k, k, max_logit);
   }
   count = 0;
   for (std::size_t i = 0; i < vocab_size_; ++i) {
@@ -332,6 +329,7 @@ inline Token Sampler::sample(const float* logits) {
     max_logit = 0.0f;
   }
 
+  std::size_t sorted_prefix = 0;  // how many leading candidates are in rank order
   if (params_.top_k > 0 && static_cast<std::size_t>(params_.top_k) < count) {
     const std::size_t k = static_cast<std::size_t>(params_.top_k);
     std::nth_element(begin, begin + k, begin + count, ranks_before);
