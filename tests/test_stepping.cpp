@@ -81,6 +81,7 @@ TEST_CASE("a forward pass run one piece at a time gives decode()'s logits bit fo
     lamina::Session pieces = make_session(model);
     lamina::Batch batch;
     for (std::size_t i = 0; i < prompt.size(); ++i) batch.add(prompt[i], static_cast<lamina::Position>(i), 0, i + 1 == prompt.size());
+    batch.invariant_from = 0;  // a prompt, as feed() reads it
     REQUIRE(pieces.begin_decode(batch).ok());
     CHECK(pieces.decode_in_progress());
     // A deadline already past: every call runs exactly one piece.
@@ -196,37 +197,70 @@ TEST_CASE("the Generator in tiny steps gives generate()'s tokens, text and logit
   CHECK(nothing->idle);
 }
 
-// Bit for bit when every chunk is long enough for the prompt kernels, whose result for a token
-// does not depend on the others. A chunk of a few tokens takes the decoding kernels, which add
-// in another order (up to 0.04 on these quantized logits, inside the llama.cpp tolerance of 0.3
-// that both paths pass): close, not equal.
-TEST_CASE("chunked prompts give the logits of one call: equal with prompt-sized chunks, close with tiny ones") {
-  const std::shared_ptr<const lamina::Model> model = load_model(lamina_test::shared_path("models/synth-llama-q8_0.gguf"));
-  const std::vector<lamina::Token> prompt = some_tokens(*model, 41, 11);
-  const std::size_t vocab = model->hparams().vocab_size;
-  lamina::Session whole = make_session(model);
-  REQUIRE(whole.feed(prompt).ok());
-  for (std::uint32_t batch_size : {16u, 32u}) {  // 41 = 16 + 16 + 9 = 32 + 9
-    CAPTURE(batch_size);
-    lamina::Session chunked = make_session(model, 1, batch_size);
-    REQUIRE(chunked.feed(prompt).ok());
-    CHECK(same_floats(chunked.last_logits(0), whole.last_logits(0), vocab));
+// A prompt read in pieces of any size (Session::feed's batch_size, several feeds, a Generator
+// whose passes grow from one token and mix prompts with other sequences' decoding) gives the
+// logits of one feed, bit for bit: prompt tokens are computed batch-invariantly (Batch::invariant_from).
+// On every weight type, with and without an adapter stack (its fused path is for decoding).
+TEST_CASE("chunked prompts give the logits of one call, bit for bit, on every weight type and with adapters") {
+  const std::shared_ptr<const lamina::LoraAdapter> no_adapter;
+  for (const char* file : {"models/synth-llama-f32.gguf", "models/synth-llama-f16.gguf", "models/synth-llama-q8_0.gguf",
+                           "models/synth-llama-q4_0.gguf", "models/synth-llama-q4_k_m.gguf", "models/synth-llama-q6_k.gguf"}) {
+    CAPTURE(file);
+    const std::shared_ptr<const lamina::Model> model = load_model(lamina_test::shared_path(file));
+    lamina::Result<std::shared_ptr<const lamina::LoraAdapter>> adapter =
+        lamina::peft::load_adapter(*model, lamina_test::shared_path("adapters/lora-a.gguf"));
+    REQUIRE(adapter.ok());
+    const std::size_t vocab = model->hparams().vocab_size;
+    const std::vector<lamina::Token> prompt = some_tokens(*model, 41, 11);
+    for (bool with_adapter : {false, true}) {
+      CAPTURE(with_adapter);
+      const lamina::AdapterStack stack = with_adapter ? lamina::AdapterStack{{*adapter, 0.8f}} : lamina::AdapterStack{};
+      lamina::Session whole = make_session(model);
+      REQUIRE(whole.set_adapters(stack).ok());
+      REQUIRE(whole.feed(prompt).ok());
+      for (std::uint32_t batch_size : {1u, 2u, 3u, 5u, 8u, 16u, 40u}) {
+        CAPTURE(batch_size);
+        lamina::Session chunked = make_session(model, 1, batch_size);
+        REQUIRE(chunked.set_adapters(stack).ok());
+        REQUIRE(chunked.feed(prompt).ok());
+        CHECK(same_floats(chunked.last_logits(0), whole.last_logits(0), vocab));
+      }
+      // Several feeds, the last of two tokens.
+      lamina::Session pieces = make_session(model);
+      REQUIRE(pieces.set_adapters(stack).ok());
+      REQUIRE(pieces.feed(prompt.data(), 4).ok());
+      REQUIRE(pieces.feed(prompt.data() + 4, 35).ok());
+      REQUIRE(pieces.feed(prompt.data() + 39, 2).ok());
+      CHECK(same_floats(pieces.last_logits(0), whole.last_logits(0), vocab));
+
+      // A Generator with tiny budgets: sequence 0 generates while 1 and 2 read the prompt (and
+      // a shorter one), so prompt pieces share passes with decoding tokens and with each other.
+      lamina::Session stepped = make_session(model, 3);
+      for (lamina::SequenceId sequence : {0, 1, 2}) REQUIRE(stepped.set_adapters(stack, sequence).ok());
+      lamina::Generator generator(stepped);
+      lamina::GenerateOptions talking;
+      talking.max_tokens = 30;
+      talking.stop_at_end_of_generation = false;
+      REQUIRE(generator.start(std::vector<lamina::Token>(prompt.begin(), prompt.begin() + 3), talking).ok());
+      lamina::GenerateOptions reading;
+      reading.max_tokens = 0;
+      reading.sequence = 1;
+      REQUIRE(generator.start(prompt, reading).ok());
+      reading.sequence = 2;
+      REQUIRE(generator.start(std::vector<lamina::Token>(prompt.begin(), prompt.begin() + 29), reading).ok());
+      std::size_t steps = 0;
+      while (!generator.idle()) {
+        REQUIRE(generator.step(std::chrono::microseconds(150)).ok());
+        REQUIRE(++steps < 100000);
+      }
+      CHECK(stepped.position(1) == static_cast<lamina::Position>(prompt.size()));
+      CHECK(same_floats(stepped.last_logits(1), whole.last_logits(0), vocab));
+      lamina::Session shorter = make_session(model);
+      REQUIRE(shorter.set_adapters(stack).ok());
+      REQUIRE(shorter.feed(prompt.data(), 29).ok());
+      CHECK(same_floats(stepped.last_logits(2), shorter.last_logits(0), vocab));
+    }
   }
-  for (std::uint32_t batch_size : {1u, 3u, 8u}) {
-    CAPTURE(batch_size);
-    lamina::Session chunked = make_session(model, 1, batch_size);
-    REQUIRE(chunked.feed(prompt).ok());
-    CHECK(max_difference(chunked.last_logits(0), whole.last_logits(0), vocab) < 0.1);
-  }
-  // And through a Generator whose passes grow from one token.
-  lamina::Session stepped = make_session(model);
-  lamina::Generator generator(stepped);
-  lamina::GenerateOptions options;
-  options.max_tokens = 0;
-  REQUIRE(generator.start(prompt, options).ok());
-  while (!generator.idle()) REQUIRE(generator.step(std::chrono::microseconds(200)).ok());
-  CHECK(stepped.position(0) == static_cast<lamina::Position>(prompt.size()));
-  CHECK(max_difference(stepped.last_logits(0), whole.last_logits(0), vocab) < 0.1);
 }
 
 TEST_CASE("Generator: bad requests are clean errors; stop() ends one request") {

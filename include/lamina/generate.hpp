@@ -376,6 +376,9 @@ LAMINA_DETAIL_API Result<bool> Generator::build_pass(double piece_seconds, StepR
     batch_.add(request.result.tokens.back(), session_->position(sequence), sequence, true);
     request.tokens_in_pass = 1;
   }
+  // Prompt tokens come after the decoding ones and are computed as one feed of the whole prompt
+  // would compute them (Batch::invariant_from).
+  batch_.invariant_from = batch_.size();
   const std::size_t capacity = session_->params().batch_size;
   const std::size_t wanted = session_->tokens_for_piece_seconds(piece_seconds, capacity);
   std::size_t room = wanted > batch_.size() ? wanted - batch_.size() : 0;

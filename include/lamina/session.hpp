@@ -163,6 +163,9 @@ class Session {
   // Appends tokens to `sequence` (split into batch_size pieces); afterwards last_logits(sequence)
   // holds the prediction after the last token. With logits_out non-null ([count, vocab] floats)
   // and logits_for_every_token set, the logits after every token are written there.
+  // A feed of several tokens (a prompt) runs batch-invariant passes (Batch::invariant_from): fed
+  // in pieces of any size, or through a Generator, a prompt gives the logits of one feed, bit
+  // for bit. A feed of one token is taken as decoding and runs the faster one-token kernels.
   Result<void> feed(const Token* tokens, std::size_t count, SequenceId sequence = 0, float* logits_out = nullptr);
   Result<void> feed(const std::vector<Token>& tokens, SequenceId sequence = 0) { return feed(tokens.data(), tokens.size(), sequence); }
 
@@ -348,7 +351,7 @@ LAMINA_DETAIL_API Result<SessionMemory> Session::memory_needed(const Model& mode
   memory.forward_buffers = static_cast<std::uint64_t>(ForwardBuffers::bytes_needed(hparams, params.batch_size, max_outputs, context_length, concurrency));
   memory.per_sequence = static_cast<std::uint64_t>(params.sequence_count * (4.0 * hparams.vocab_size + sampler_bytes));
   const std::size_t widest = widest_projection(hparams);
-  memory.adapter_scratch = static_cast<std::uint64_t>(LoraBatch::bytes_needed(params.batch_size, params.sequence_count, params.max_lora_rank, widest, widest));
+  memory.adapter_scratch = static_cast<std::uint64_t>(LoraBatch::bytes_needed(params.batch_size, params.sequence_count, params.max_lora_rank, widest));
   return memory;
 }
 
@@ -655,6 +658,7 @@ LAMINA_DETAIL_API Result<void> Session::feed(const Token* tokens, std::size_t co
     const std::size_t end = begin + params_.batch_size < count ? begin + params_.batch_size : count;
     Position position = cache_.next_position(sequence);
     batch_.clear();
+    if (count > 1) batch_.invariant_from = 0;
     for (std::size_t i = begin; i < end; ++i) batch_.add(tokens[i], position++, sequence, logits_out != nullptr || i + 1 == count);
     LAMINA_TRY(run_decode(batch_, cancel));
     if (logits_out != nullptr) std::memcpy(logits_out + begin * vocab, buffers_.logits.data(), (end - begin) * vocab * sizeof(float));
@@ -805,7 +809,7 @@ LAMINA_DETAIL_API Result<void> Session::check_adapter(const AdapterStackEntry& e
 LAMINA_DETAIL_API Result<void> Session::ensure_lora_scratch() {
   if (lora_.max_tokens() != 0) return success();
   const std::size_t widest = widest_projection(model_->hparams());
-  lora_ = LoraBatch(params_.batch_size, params_.sequence_count, params_.max_lora_rank, widest, widest);
+  lora_ = LoraBatch(params_.batch_size, params_.sequence_count, params_.max_lora_rank, widest);
   for (AdapterStack& stack : stacks_) stack.reserve(8);
   return success();
 }

@@ -230,6 +230,67 @@ TEST_CASE("matrix products agree with the scalar reference for every weight type
   }
 }
 
+// A prompt read in pieces must give the logits of one call: tokens computed batch-invariantly
+// (MatmulWorkspace::set_invariant_from) have bit-identical outputs whatever pass holds them (its
+// size, the token's place in it, decoding tokens before them), on every table. The tokens
+// before invariant_from take the kernels for their count, as alone; without invariance a pass
+// of one token takes other kernels (checked to differ somewhere, so that this test means something).
+TEST_CASE("batch-invariant products: a token's outputs do not depend on the rest of the pass") {
+  const lamina::DType types[] = {lamina::DType::f32,  lamina::DType::f16,  lamina::DType::bf16, lamina::DType::q4_0,
+                                 lamina::DType::q4_1, lamina::DType::q5_0, lamina::DType::q5_1, lamina::DType::q8_0,
+                                 lamina::DType::q2_k, lamina::DType::q3_k, lamina::DType::q4_k, lamina::DType::q5_k,
+                                 lamina::DType::q6_k, lamina::DType::iq4_nl, lamina::DType::iq4_xs};
+  constexpr std::size_t all_tokens = 24, out = 37;
+  bool some_table_differs_without = false;
+  for (lamina::DType type : types) {
+    const std::size_t block = lamina::dtype_traits(type).block_size;
+    const std::size_t in = block == 256 ? 512 : (block == 32 ? 96 : 784);  // 784: several k-blocks of the float panels
+    const std::vector<float> weight_values = random_floats(out * in, 21);
+    std::vector<std::uint8_t> weight_bytes(out * lamina::row_bytes(type, in));
+    for (std::size_t o = 0; o < out; ++o) {
+      REQUIRE(lamina::quant::quantize_row(type, weight_values.data() + o * in, weight_bytes.data() + o * lamina::row_bytes(type, in), in).ok());
+    }
+    const lamina::TensorView weight = lamina::contiguous_view(type, {static_cast<std::int64_t>(out), static_cast<std::int64_t>(in)}, weight_bytes.data());
+    const std::vector<float> x = random_floats(all_tokens * in, 22);
+    for (const lamina::cpu::CpuKernels* kernels : available_tables()) {
+      const std::string arch = lamina::cpu_arch_name(kernels->arch), type_name = lamina::dtype_name(type);
+      CAPTURE(arch);
+      CAPTURE(type_name);
+      lamina::ThreadPool pool(2);
+      lamina::cpu::MatmulWorkspace workspace(in, all_tokens);
+      workspace.set_invariant_from(0);
+      std::vector<float> whole(all_tokens * out);
+      lamina::cpu::matmul(pool, *kernels, weight, x.data(), whole.data(), all_tokens, workspace);
+      for (std::size_t count : {1u, 2u, 3u, 4u, 5u, 6u, 7u, 8u, 9u, 13u, 17u}) {
+        for (std::size_t first : {0u, 1u, 3u, 7u}) {
+          CAPTURE(count);
+          CAPTURE(first);
+          std::vector<float> part(count * out, -1.0f);
+          workspace.set_invariant_from(0);
+          lamina::cpu::matmul(pool, *kernels, weight, x.data() + first * in, part.data(), count, workspace);
+          for (std::size_t i = 0; i < part.size(); ++i) REQUIRE(part[i] == whole[first * out + i]);
+          // The same tokens after `decoding` others that are not invariant: those get what
+          // they get alone, the invariant ones still the whole pass's outputs.
+          const std::size_t decoding = first < 4 ? first : 4;
+          if (decoding == 0) continue;
+          std::vector<float> mixed((decoding + count) * out, -1.0f), alone(decoding * out, -1.0f);
+          workspace.set_invariant_from(decoding);
+          lamina::cpu::matmul(pool, *kernels, weight, x.data() + (first - decoding) * in, mixed.data(), decoding + count, workspace);
+          workspace.set_invariant_from(lamina::cpu::MatmulWorkspace::no_invariant_tokens);
+          lamina::cpu::matmul(pool, *kernels, weight, x.data() + (first - decoding) * in, alone.data(), decoding, workspace);
+          for (std::size_t i = 0; i < alone.size(); ++i) REQUIRE(mixed[i] == alone[i]);
+          for (std::size_t i = 0; i < part.size(); ++i) REQUIRE(mixed[decoding * out + i] == whole[first * out + i]);
+        }
+      }
+      workspace.set_invariant_from(lamina::cpu::MatmulWorkspace::no_invariant_tokens);
+      std::vector<float> alone(out);
+      lamina::cpu::matmul(pool, *kernels, weight, x.data(), alone.data(), 1, workspace);
+      for (std::size_t o = 0; o < out; ++o) some_table_differs_without = some_table_differs_without || alone[o] != whole[o];
+    }
+  }
+  CHECK(some_table_differs_without);
+}
+
 TEST_CASE("attention of grouped heads over chosen cells matches a double-precision softmax (F16 and F32 cache)") {
   const std::size_t head_size = 64, groups = 4, cells_total = 41, kv_width = 2 * head_size;
   const std::vector<float> queries = random_floats(groups * head_size, 21);

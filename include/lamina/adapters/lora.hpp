@@ -193,22 +193,21 @@ class LoraBatch final : public ProjectionHook {
  public:
   LoraBatch() = default;
   // `max_tokens`: batch size; `max_rank`: the largest adapter rank the session accepts;
-  // `widest_in` / `widest_out`: the largest projection input and output widths.
-  LoraBatch(std::size_t max_tokens, std::size_t max_groups, std::size_t max_rank, std::size_t widest_in, std::size_t widest_out)
+  // `widest_out`: the largest projection output width.
+  LoraBatch(std::size_t max_tokens, std::size_t max_groups, std::size_t max_rank, std::size_t widest_out)
       : max_rank_(max_rank),
         order_(max_tokens),
         group_begin_(max_groups + 1),
         group_stack_(max_groups),
-        input_(max_tokens * widest_in),
         rank_out_(max_tokens * max_rank),
         delta_(max_tokens * widest_out),
         base_(max_tokens * widest_out) {}
 
   // What the constructor allocates, in bytes (in floating point, so nothing overflows).
-  static double bytes_needed(std::size_t max_tokens, std::size_t max_groups, std::size_t max_rank, std::size_t widest_in, std::size_t widest_out) {
+  static double bytes_needed(std::size_t max_tokens, std::size_t max_groups, std::size_t max_rank, std::size_t widest_out) {
     const double tokens = static_cast<double>(max_tokens);
     return 4.0 * tokens + 4.0 * (static_cast<double>(max_groups) + 1) + sizeof(void*) * static_cast<double>(max_groups) +
-           4.0 * tokens * (static_cast<double>(widest_in) + static_cast<double>(max_rank) + 2.0 * static_cast<double>(widest_out));
+           4.0 * tokens * (static_cast<double>(max_rank) + 2.0 * static_cast<double>(widest_out));
   }
 
   std::size_t max_rank() const { return max_rank_; }
@@ -274,9 +273,9 @@ class LoraBatch final : public ProjectionHook {
       cpu::matmul(executor, kernels, weight, x, y, token_count, workspace);
       return;
     }
-    if (!prepare_fused(executor, kernels, workspace, layer, projection, x, in, out)) {
+    if (!prepare_fused(executor, kernels, layer, projection, x, in, out)) {
       cpu::matmul(executor, kernels, weight, x, y, token_count, workspace);
-      apply(executor, kernels, workspace, layer, projection, x, in, y, out);
+      apply(executor, kernels, layer, projection, x, in, y, out);
       return;
     }
     fused_y_ = y;
@@ -288,18 +287,12 @@ class LoraBatch final : public ProjectionHook {
 
   // y [token_count, out] += the changes of every group's stack to matrix `projection` of
   // layer `layer`, whose input was x [token_count, in] and whose plain output y is.
-  void apply(Executor& executor, const cpu::CpuKernels& kernels, cpu::MatmulWorkspace& workspace, std::uint32_t layer,
-             Projection projection, const float* x, std::size_t in, float* y, std::size_t out) {
+  void apply(Executor& executor, const cpu::CpuKernels& kernels, std::uint32_t layer, Projection projection, const float* x, std::size_t in,
+             float* y, std::size_t out) {
     for (std::size_t g = 0; g < group_count_; ++g) {
       const AdapterStack& stack = *group_stack_[g];
       const std::uint32_t* tokens = order_.data() + group_begin_[g];
       const std::size_t count = group_begin_[g + 1] - group_begin_[g];
-      // The group's inputs side by side (all tokens in batch order: x itself).
-      const float* group_x = x;
-      if (!all_in_one_group_) {
-        for (std::size_t t = 0; t < count; ++t) std::memcpy(input_.data() + t * in, x + tokens[t] * in, in * sizeof(float));
-        group_x = input_.data();
-      }
       // DoRA needs W x without any adapter's change: keep it before the first change lands.
       for (const AdapterStackEntry& entry : stack) {
         if (entry.adapter == nullptr || entry.scale == 0.0f || !entry.adapter->module(layer, projection).dora()) continue;
@@ -311,7 +304,14 @@ class LoraBatch final : public ProjectionHook {
         const LoraModule& module = entry.adapter->module(layer, projection);
         if (!module.active()) continue;
         // u = x A^T [count, rank], then B u: rank scaled rows of the transposed B per token.
-        cpu::matmul(executor, kernels, module.a_view(), group_x, rank_out_.data(), count, workspace);
+        const std::size_t products = count * module.rank;
+        const std::size_t chunks = std::min<std::size_t>(products / 4 > 0 ? products / 4 : 1, 4 * executor.concurrency());
+        parallel_chunks(executor, products, chunks, [&](std::size_t, std::size_t begin, std::size_t end) {
+          for (std::size_t i = begin; i < end; ++i) {
+            const std::size_t t = i / module.rank, r = i % module.rank;
+            rank_out_[i] = a_row_dot(kernels, module, r, x + row_of(tokens, t) * in, in);
+          }
+        });
         const float scaled = entry.scale * module.scaling;
         for (std::size_t t = 0; t < count; ++t) {
           float* target = y + row_of(tokens, t) * out;
@@ -336,6 +336,15 @@ class LoraBatch final : public ProjectionHook {
  private:
   std::size_t row_of(const std::uint32_t* tokens, std::size_t t) const { return all_in_one_group_ ? t : tokens[t]; }
 
+  // u[r] = A[r] · x for one token: a dot product per row of A, in the fused path and in
+  // apply() alike, so that a token's change is the same in any pass (whatever its size and
+  // path) and a prompt read in pieces keeps the logits of one call. A is small (rank rows);
+  // the products run at the cache's speed.
+  static float a_row_dot(const cpu::CpuKernels& kernels, const LoraModule& module, std::size_t r, const float* x, std::size_t in) {
+    return module.factor_type == DType::f16 ? kernels.dot_f16(reinterpret_cast<const std::uint16_t*>(module.a.data()) + r * in, x, in)
+                                            : kernels.dot(reinterpret_cast<const float*>(module.a.data()) + r * in, x, in);
+  }
+
   // One (group, adapter) of the fused path: its A x, [group tokens, rank], is in u_ at `u`.
   struct FusedEntry {
     const LoraModule* module = nullptr;
@@ -348,9 +357,10 @@ class LoraBatch final : public ProjectionHook {
   static constexpr std::size_t fused_max_tokens = 8;
 
   // Computes A x of every (group, adapter) that changes the matrix into u_; false (nothing
-  // done) when the fused path does not apply: large groups, DoRA, or too little room.
-  bool prepare_fused(Executor& executor, const cpu::CpuKernels& kernels, cpu::MatmulWorkspace& workspace, std::uint32_t layer,
-                     Projection projection, const float* x, std::size_t in, std::size_t out) {
+  // done) when the fused path does not apply: large groups, DoRA, or too little room. Both
+  // paths give the same values (a_row_dot, then the same additions in the same order).
+  bool prepare_fused(Executor& executor, const cpu::CpuKernels& kernels, std::uint32_t layer, Projection projection, const float* x,
+                     std::size_t in, std::size_t out) {
     fused_count_ = 0;
     std::size_t u_floats = 0;
     for (std::size_t g = 0; g < group_count_; ++g) {
@@ -371,7 +381,6 @@ class LoraBatch final : public ProjectionHook {
     // the cores, the A factors stream at the machine's bandwidth, not one core's).
     std::size_t a_rows = 0;
     for (std::size_t e = 0; e < fused_count_; ++e) a_rows += fused_[e].module->rank;
-    (void)workspace;
     const std::size_t chunks = std::min<std::size_t>(a_rows / 4 > 0 ? a_rows / 4 : 1, 4 * executor.concurrency());
     parallel_chunks(executor, a_rows, chunks, [&](std::size_t, std::size_t begin, std::size_t end) {
       std::size_t e = 0, first_row = 0;  // the entry holding row `begin`, and its first row's index
@@ -383,12 +392,7 @@ class LoraBatch final : public ProjectionHook {
         const std::size_t r = row - first_row;
         const std::uint32_t* tokens = order_.data() + group_begin_[entry.group];
         const std::size_t count = group_begin_[entry.group + 1] - group_begin_[entry.group];
-        for (std::size_t t = 0; t < count; ++t) {
-          const float* token_x = x + row_of(tokens, t) * in;
-          rank_out_[entry.u + t * module.rank + r] =
-              module.factor_type == DType::f16 ? kernels.dot_f16(reinterpret_cast<const std::uint16_t*>(module.a.data()) + r * in, token_x, in)
-                                               : kernels.dot(reinterpret_cast<const float*>(module.a.data()) + r * in, token_x, in);
-        }
+        for (std::size_t t = 0; t < count; ++t) rank_out_[entry.u + t * module.rank + r] = a_row_dot(kernels, module, r, x + row_of(tokens, t) * in, in);
       }
     });
     fused_kernels_ = &kernels;
@@ -418,7 +422,6 @@ class LoraBatch final : public ProjectionHook {
   std::vector<const AdapterStack*> group_stack_;
   std::size_t group_count_ = 0;
   bool all_in_one_group_ = false;  // every token in one group, in batch order: no gathering
-  std::vector<float> input_;       // [max_tokens, widest_in] a group's inputs, gathered
   std::vector<float> rank_out_;    // [max_tokens, max_rank] A x
   std::vector<float> delta_;       // [max_tokens, widest_out] B (A x), for DoRA
   std::vector<float> base_;        // [max_tokens, widest_out] W x, for DoRA

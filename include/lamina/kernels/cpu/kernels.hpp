@@ -54,6 +54,11 @@ struct MatmulTask {
   std::size_t y_row_stride = 0;  // floats between tokens' outputs (the weight's row count)
   // The generic path dequantizes weight rows with this (quant::dequantize_row for weight_type).
   void (*dequantize_row)(const void* row, float* out, std::size_t count) = nullptr;
+  // Take the kernels for many tokens at any token_count, so that each token's outputs are the
+  // same in any pass, whatever its size and the token's place in it (a prompt read in pieces
+  // then gives the logits of one call). Otherwise a few tokens take the kernels made for them,
+  // which add in another order.
+  bool batch_invariant = false;
 };
 
 // Floats of scratch one matmul_rows call may use (per parallel chunk): room for a block of

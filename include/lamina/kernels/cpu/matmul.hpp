@@ -85,6 +85,12 @@ class MatmulWorkspace {
   std::size_t chunk_count() const { return chunk_count_; }
   float* chunk_scratch(std::size_t chunk) { return scratch_.data() + chunk * chunk_floats_; }
   std::uint8_t* activations() { return activations_.data(); }
+  // The products compute tokens [invariant_from, token_count) with MatmulTask::batch_invariant,
+  // the tokens before it with the kernels for their count: set per pass by its owner (the
+  // forward pass puts prompt tokens after decoding ones). no_invariant_tokens: none.
+  static constexpr std::size_t no_invariant_tokens = static_cast<std::size_t>(-1);
+  std::size_t invariant_from() const { return invariant_from_; }
+  void set_invariant_from(std::size_t token) { invariant_from_ = token; }
 
  private:
   static std::size_t largest_quantized_row_bytes(std::size_t in) {
@@ -100,6 +106,7 @@ class MatmulWorkspace {
   std::size_t max_tokens_ = 0;
   std::size_t chunk_count_ = 1;
   std::size_t chunk_floats_ = 0;
+  std::size_t invariant_from_ = no_invariant_tokens;
   std::vector<float> scratch_;
   std::vector<std::uint8_t> activations_;
 };
@@ -143,12 +150,22 @@ inline void matmul_row_range(Executor& executor, const CpuKernels& kernels, cons
       kernels.quantize_activations(task.activation_format, x + t * in, workspace.activations() + t * task.activation_row_stride, in);
     });
   }
+  // Tokens [invariant_from, token_count) as a task of their own, batch-invariant. Both tasks
+  // run on each chunk of rows in turn, so the second reads the chunk's weights from the cache.
+  const std::size_t invariant_from = workspace.invariant_from() < token_count ? workspace.invariant_from() : token_count;
+  MatmulTask invariant = task;
+  invariant.batch_invariant = true;
+  invariant.token_count = token_count - invariant_from;
+  invariant.activations += invariant_from * task.activation_row_stride;
+  invariant.y += invariant_from * y_row_stride;
+  task.token_count = invariant_from;
   // Chunks of at least 16 rows keep scheduling cheap next to the arithmetic.
   const std::size_t rows = row_end - row_begin;
   std::size_t chunk_limit = rows / 16 > 0 ? rows / 16 : 1;
   if (chunk_limit > workspace.chunk_count()) chunk_limit = workspace.chunk_count();
   parallel_chunks(executor, rows, chunk_limit, [&](std::size_t chunk, std::size_t begin, std::size_t end) {
-    kernels.matmul_rows(task, row_begin + begin, row_begin + end, workspace.chunk_scratch(chunk));
+    if (task.token_count > 0) kernels.matmul_rows(task, row_begin + begin, row_begin + end, workspace.chunk_scratch(chunk));
+    if (invariant.token_count > 0) kernels.matmul_rows(invariant, row_begin + begin, row_begin + end, workspace.chunk_scratch(chunk));
     if (epilogue != nullptr) epilogue->function(epilogue->context, row_begin + begin, row_begin + end);
   });
 }

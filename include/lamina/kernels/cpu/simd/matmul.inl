@@ -152,7 +152,7 @@ inline void matmul_rows_float(const MatmulTask& task, std::size_t row_begin, std
   const std::size_t in = task.in;
   const bool f32_weights = task.weight_type == DType::f32;
   const bool f16_weights = task.weight_type == DType::f16;
-  if (task.token_count == 1 && (f32_weights || f16_weights)) {
+  if (task.token_count == 1 && !task.batch_invariant && (f32_weights || f16_weights)) {
     // Decoding is memory bound: read the rows one after the other as a single sequential
     // stream, which the hardware prefetchers follow across pages (several rows read side by
     // side are separate streams that each stop at a page boundary: half the bandwidth).

@@ -563,7 +563,7 @@ inline void tile_token_range(const std::uint8_t* tile, const MatmulTask& task, s
 template <class Format>
 inline void matmul_rows(const MatmulTask& task, std::size_t row_begin, std::size_t row_end, float* scratch) {
   const std::size_t block_count = task.in / 256;
-  if (task.token_count <= row_kernel_max_tokens) {
+  if (task.token_count <= row_kernel_max_tokens && !task.batch_invariant) {
     // Few tokens: whole rows, each block decoded once for all the tokens.
     const std::uint8_t* token_rows[row_kernel_max_tokens];
     for (std::size_t t = 0; t < task.token_count; ++t) token_rows[t] = task.activations + t * task.activation_row_stride;

@@ -272,7 +272,7 @@ inline bool legacy_prompt_rows(const Format& format, const MatmulTask& task, std
     (void)format, (void)task, (void)row_begin, (void)row_end, (void)scratch;
     return false;
   } else {
-    if (task.token_count < legacy_prompt_min_tokens<Format>) return false;
+    if (task.token_count < legacy_prompt_min_tokens<Format> && !task.batch_invariant) return false;
     const std::size_t block_count = task.in / 32;
     // Scratch, per token of a pass: the group's sums (one float per row, 64-byte aligned) and the
     // token info (block_count corrections and scales). At least 1 token fits: 8 * in + 64 floats.
