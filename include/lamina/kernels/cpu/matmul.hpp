@@ -146,9 +146,17 @@ inline void matmul_row_range(Executor& executor, const CpuKernels& kernels, cons
   } else {
     task.activations = workspace.activations();
     task.activation_row_stride = activation_row_bytes(task.activation_format, in);
-    parallel_for(executor, token_count, [&](std::size_t t) {
+    auto quantize_token = [&](std::size_t t) {
       kernels.quantize_activations(task.activation_format, x + t * in, workspace.activations() + t * task.activation_row_stride, in);
-    });
+    };
+    // A few tokens take a few microseconds: less than waking another thread (a host job
+    // system's wake-up can cost tens), so they are quantized here.
+    constexpr std::size_t quantize_here_values = 16384;
+    if (token_count * in <= quantize_here_values) {
+      for (std::size_t t = 0; t < token_count; ++t) quantize_token(t);
+    } else {
+      parallel_for(executor, token_count, quantize_token);
+    }
   }
   // Tokens [invariant_from, token_count) as a task of their own, batch-invariant. Both tasks
   // run on each chunk of rows in turn, so the second reads the chunk's weights from the cache.
