@@ -43,7 +43,10 @@ TEST_CASE("memory_needed() tells what a session allocates; an adapter's memory g
       REQUIRE(session.ok());
       const double created = static_cast<double>(lamina_test::live_bytes() - before);
       const double without_adapters = static_cast<double>(planned->total() - planned->adapter_scratch);
-      MESSAGE("context " << context << ": planned " << without_adapters << " bytes, allocated " << created);
+      const std::string kv_name = lamina::dtype_name(kv_type);
+      MESSAGE("context " << context << ", KV " << kv_name << ": session planned " << static_cast<std::uint64_t>(without_adapters)
+                         << " bytes (KV cache " << planned->kv_cache << ", forward buffers " << planned->forward_buffers << ", per sequence "
+                         << planned->per_sequence << "), allocated " << static_cast<std::uint64_t>(created));
       CHECK(relative_gap(created, without_adapters) < 0.02);
 
       // An adapter: its factors when loaded, the session's adapter scratch when a stack first holds it.
@@ -60,11 +63,15 @@ TEST_CASE("memory_needed() tells what a session allocates; an adapter's memory g
       const double scratch = static_cast<double>(lamina_test::live_bytes() - before_stack);
       CHECK(relative_gap(scratch, static_cast<double>(planned->adapter_scratch)) < 0.05);
       const lamina::LoraAdapter* raw = adapter->get();
+      const std::size_t raw_factor_bytes = raw->factor_bytes();
       *adapter = nullptr;  // the stack holds the only reference now
       const std::size_t held = lamina_test::live_bytes();
       CHECK(session->remove_adapter(raw, 1));
       const std::size_t freed = held - lamina_test::live_bytes();
       CHECK(freed >= (loaded * 9) / 10);  // the factors and the adapter went with the last stack
+      MESSAGE("context " << context << ", KV " << kv_name << ", adapter lora-a: factor_bytes() " << raw_factor_bytes
+                         << ", allocated by the load " << loaded << "; adapter scratch planned " << planned->adapter_scratch << ", allocated " << static_cast<std::uint64_t>(scratch)
+                         << "; freed with the last stack " << freed);
     }
   }
 }
