@@ -41,8 +41,11 @@ int fail_with(const std::string& message) {
 // A game engine's job system in miniature: worker threads that sleep until a job is posted; the
 // posting thread takes part and returns when every task ran. One job at a time, as lamina posts.
 // With `spin` > 0 a worker that finished a job watches for the next one that long before it
-// sleeps, as the workers of most engines' job systems do (a wake-up from sleep costs tens to
-// hundreds of microseconds, and a forward pass posts a few hundred jobs).
+// sleeps, and the posting thread watches as long for the last tasks to finish before it sleeps,
+// as most engines' job systems do. A forward pass posts a few hundred jobs, and a thread woken
+// from sleep can take long to run again (on a virtual machine up to milliseconds): with workers
+// that sleep at once, the posting thread does nearly all the work. lamina's own pool spins for
+// 20000 yields (milliseconds) before its workers sleep.
 class HostJobSystem final : public lamina::Executor {
  public:
   HostJobSystem(std::size_t threads, std::chrono::microseconds spin) : spin_(spin) {
@@ -71,6 +74,8 @@ class HostJobSystem final : public lamina::Executor {
     run_tasks(task, count);
     // Every task ran, and no worker still holds this job (one that took it late would otherwise
     // run the next job's tasks with this job's function).
+    const Clock::time_point until = Clock::now() + spin_;
+    while ((unfinished_.load() != 0 || busy_workers_.load() != 0) && Clock::now() < until) std::this_thread::yield();
     std::unique_lock<std::mutex> lock(mutex_);
     done_.wait(lock, [&] { return unfinished_.load() == 0 && busy_workers_ == 0; });
     task_ = nullptr;
@@ -118,7 +123,7 @@ class HostJobSystem final : public lamina::Executor {
   lamina::TaskRef* task_ = nullptr;
   std::size_t count_ = 0;
   std::uint64_t job_ = 0;
-  std::size_t busy_workers_ = 0;  // workers inside run_tasks() of the current job
+  std::atomic<std::size_t> busy_workers_{0};  // workers inside run_tasks() of the current job (changed under the lock)
   std::atomic<std::size_t> next_{0}, unfinished_{0};
   bool quitting_ = false;
 };
