@@ -79,11 +79,12 @@ LAMINA_DETAIL_API Result<std::shared_ptr<const Model>> Model::load(const std::st
 }
 
 LAMINA_DETAIL_API Result<std::shared_ptr<const Model>> Model::from_file(gguf::File file, const ModelParams& params) {
-  // Shares of the whole load: validating is quick, touching pages reads the whole file, and
-  // the tokenizer builds its tables.
-  const double touch_share = params.touch_pages ? 0.85 : 0.0;
-  const double validated_at = 0.02 + (params.load_tokenizer ? 0.9 : 0.98) * (1.0 - touch_share) * 0.2;
-  const double touched_at = validated_at + touch_share * (params.load_tokenizer ? 0.9 : 0.98);
+  // Shares of the whole load after the parse's 2%, by the stages that run: validating and the
+  // tokenizer's tables are quick, touching pages reads the whole file.
+  const double validate_weight = 1.0, touch_weight = params.touch_pages ? 8.0 : 0.0, tokenizer_weight = params.load_tokenizer ? 1.0 : 0.0;
+  const double share_per_weight = 0.98 / (validate_weight + touch_weight + tokenizer_weight);
+  const double validated_at = 0.02 + validate_weight * share_per_weight;
+  const double touched_at = validated_at + touch_weight * share_per_weight;
   detail::LoadReporter reporter(params.load);
   const std::string name = file.name();
   auto cancelled = [&]() -> Error { return fail(ErrorCode::cancelled, name + ": loading was cancelled"); };
