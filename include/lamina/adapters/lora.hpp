@@ -67,7 +67,6 @@ struct LoraModule {
 
   bool active() const { return rank > 0; }
   bool dora() const { return !row_scale.empty(); }
-  TensorView a_view() const { return contiguous_view(factor_type, {rank, in}, a.data()); }
   // A[r][i] and B[o][r] as floats.
   float a_at(std::size_t r, std::size_t i) const { return factor(a, r * in + i); }
   float b_at(std::size_t o, std::size_t r) const { return factor(b, r * out + o); }

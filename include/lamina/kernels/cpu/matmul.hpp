@@ -149,8 +149,8 @@ inline void matmul_row_range(Executor& executor, const CpuKernels& kernels, cons
     auto quantize_token = [&](std::size_t t) {
       kernels.quantize_activations(task.activation_format, x + t * in, workspace.activations() + t * task.activation_row_stride, in);
     };
-    // A few tokens take a few microseconds: less than waking another thread (a host job
-    // system's wake-up can cost tens), so they are quantized here.
+    // A few tokens take a few microseconds: less than handing them to another thread (a job
+    // system's wake-up costs tens of microseconds, on a virtual machine up to milliseconds).
     constexpr std::size_t quantize_here_values = 16384;
     if (token_count * in <= quantize_here_values) {
       for (std::size_t t = 0; t < token_count; ++t) quantize_token(t);
