@@ -221,7 +221,9 @@ step_package_find_package() {
     -DLAMINA_BUILD_BENCH=OFF -DLAMINA_INSTALL=ON -DCMAKE_INSTALL_PREFIX="$root/$work/prefix"
   cmake --build "$work/lamina"
   cmake --install "$work/lamina"
-  build_consumer "$work/find-package" -DLAMINA_CONSUMER_MODE=find_package -DCMAKE_PREFIX_PATH="$root/$work/prefix"
+  build_consumer "$work/find-package" -DLAMINA_CONSUMER_MODE=find_package -DCMAKE_PREFIX_PATH="$root/$work/prefix" \
+    -DCMAKE_C_FLAGS="-Wall -Wextra -pedantic -Werror"
+  "$work/find-package/c_consumer"  # the installed liblamina_c through lamina::c
   # The installed pkg-config file, with nothing but the compiler and pkg-config.
   local flags
   flags=$(PKG_CONFIG_PATH="$root/$work/prefix/share/pkgconfig" pkg-config --cflags --libs lamina)
