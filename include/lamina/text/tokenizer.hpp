@@ -60,6 +60,12 @@
 
 LAMINA_NAMESPACE_BEGIN
 
+// Bytes [begin, end) of a text.
+struct TextRange {
+  std::size_t begin = 0;
+  std::size_t end = 0;
+};
+
 // Options of Tokenizer::encode. add_bos / add_eos: -1 as the vocabulary says, 0 never, 1 always.
 struct EncodeOptions {
   int add_bos = -1;
@@ -68,6 +74,11 @@ struct EncodeOptions {
   // true: control tokens ("<s>", "<|im_end|>") are cut out of the text and become their ids; only
   // for prompts built from trusted templates. User-defined tokens are cut out either way.
   bool parse_special = false;
+  // With parse_special, and not empty: a control token is cut out only where it lies wholly inside
+  // one of these ranges (in order, not overlapping): the parts of a rendered chat prompt that the
+  // template itself wrote. Elsewhere (the messages a player typed, tool results) the text stays
+  // plain, and a typed "<|im_end|>" cannot end a turn. Everything else is encoded as one text.
+  std::vector<TextRange> special_ranges;
 };
 
 // Options of Tokenizer::decode (llama.cpp's llama_detokenize flags).
@@ -290,7 +301,7 @@ class Tokenizer {
   Tokenizer() = default;  // only create() makes tokenizers: an empty one could not encode
   bool in_vocabulary(Token token) const noexcept { return token >= 0 && static_cast<std::size_t>(token) < vocab_size_; }
   template <class FragmentSink>
-  void cut_special_tokens(std::string_view text, bool parse_special, detail::text::EncodeScratch& scratch,
+  void cut_special_tokens(std::string_view text, const EncodeOptions& options, detail::text::EncodeScratch& scratch,
                           FragmentSink&& fragment) const;
   void encode_sentencepiece(std::string_view text, bool space_prefix, std::vector<Token>& tokens,
                             detail::text::EncodeScratch& scratch) const;
@@ -668,7 +679,7 @@ LAMINA_DETAIL_API std::string Tokenizer::decode(const Token* tokens, std::size_t
 // byte; memory: one window. (llama.cpp's way costs a pass over the text per special token that
 // occurs: with thousands of user-defined tokens a long text took minutes.)
 template <class FragmentSink>
-void Tokenizer::cut_special_tokens(std::string_view text, bool parse_special, detail::text::EncodeScratch& scratch,
+void Tokenizer::cut_special_tokens(std::string_view text, const EncodeOptions& options, detail::text::EncodeScratch& scratch,
                                    FragmentSink&& fragment) const {
   using detail::text::EncodeScratch;
   using detail::text::Fragment;
@@ -687,6 +698,16 @@ void Tokenizer::cut_special_tokens(std::string_view text, bool parse_special, de
     }
     if (held.length > 0) fragment(held);
     held = Fragment{-1, static_cast<std::uint32_t>(offset), static_cast<std::uint32_t>(length)};
+  };
+  // Whether a control token may be cut out at [start, start + length) (see EncodeOptions).
+  const std::vector<TextRange>& ranges = options.special_ranges;
+  const auto control_allowed = [&](std::size_t start, std::size_t length) {
+    if (!options.parse_special) return false;
+    if (ranges.empty()) return true;
+    // The last range that begins at or before `start`.
+    const auto after =
+        std::upper_bound(ranges.begin(), ranges.end(), start, [](std::size_t at, const TextRange& range) { return at < range.begin; });
+    return after != ranges.begin() && start + length <= (after - 1)->end;
   };
   const auto add_token = [&](Token token) {
     if (held.length > 0) fragment(held);
@@ -762,7 +783,7 @@ void Tokenizer::cut_special_tokens(std::string_view text, bool parse_special, de
     scratch.work += special_trie_.for_each_at(text, position, [&](std::int32_t index, std::size_t length) {
       const Token special = special_tokens_[static_cast<std::size_t>(index)];
       const std::uint8_t attributes = attributes_[static_cast<std::size_t>(special)];
-      if (!parse_special && (attributes & (detail::text::attribute_control | detail::text::attribute_unknown))) return;
+      if ((attributes & (detail::text::attribute_control | detail::text::attribute_unknown)) && !control_allowed(position, length)) return;
       occurrences.push_back(static_cast<std::uint64_t>(index) << 32 | (position - window_start));
       reach = std::max(reach, position + length);
     });
@@ -780,6 +801,14 @@ LAMINA_DETAIL_API Result<void> Tokenizer::encode_into(std::string_view text, std
                                                  " at byte offset " + std::to_string(invalid_at));
   }
   if (text.size() > UINT32_MAX / 2) return fail(ErrorCode::invalid_argument, "encode: the text is larger than 2 GiB");
+  for (std::size_t i = 0; i < options.special_ranges.size(); ++i) {
+    const TextRange& range = options.special_ranges[i];
+    if (range.begin > range.end || range.end > text.size() || (i > 0 && range.begin < options.special_ranges[i - 1].end)) {
+      return fail(ErrorCode::invalid_argument, "encode: special_ranges[" + std::to_string(i) + "] = [" + std::to_string(range.begin) + ", " +
+                                                   std::to_string(range.end) + ") is not in order inside the " +
+                                                   std::to_string(text.size()) + "-byte text");
+    }
+  }
   const bool add_bos = options.add_bos < 0 ? add_bos_ : options.add_bos != 0;
   const bool add_eos = options.add_eos < 0 ? add_eos_ : options.add_eos != 0;
   if (add_bos && bos_ < 0) return fail(ErrorCode::invalid_argument, "encode: BOS asked for, but the vocabulary has none");
@@ -791,7 +820,7 @@ LAMINA_DETAIL_API Result<void> Tokenizer::encode_into(std::string_view text, std
   for (detail::text::SplitRegex::Scratch& step : work.regex) step.steps = 0;
   if (add_bos) tokens.push_back(bos_);
   bool previous_was_special = true;  // SentencePiece: a space prefix before the first text
-  cut_special_tokens(text, options.parse_special, work, [&](const detail::text::Fragment& fragment) {
+  cut_special_tokens(text, options, work, [&](const detail::text::Fragment& fragment) {
     if (fragment.token >= 0) {
       tokens.push_back(fragment.token);
       previous_was_special = true;
