@@ -58,6 +58,13 @@ class Model {
   bool has_tokenizer() const { return tokenizer_ != nullptr; }
   // Precondition: has_tokenizer().
   const Tokenizer& tokenizer() const { return *tokenizer_; }
+  // The chat template the file ships, as Jinja source (tokenizer.chat_template; text/chat.hpp
+  // renders it), or the one named `name` (tokenizer.chat_template.NAME, such as "tool_use").
+  // An error names the key when the file has none or holds something else than a string.
+  Result<std::string> chat_template(const std::string& name = std::string()) const;
+  // The names of the named templates (tokenizer.chat_templates), in the file's order; empty
+  // when it lists none.
+  Result<std::vector<std::string>> chat_template_names() const;
 
  private:
   Model() = default;
@@ -143,6 +150,20 @@ LAMINA_DETAIL_API Result<std::shared_ptr<const Model>> Model::from_file(gguf::Fi
   }
   reporter.finish();
   return std::shared_ptr<const Model>(std::move(model));
+}
+
+LAMINA_DETAIL_API Result<std::string> Model::chat_template(const std::string& name) const {
+  const std::string key = name.empty() ? std::string("tokenizer.chat_template") : "tokenizer.chat_template." + name;
+  if (!file_.contains(key)) {
+    return fail(ErrorCode::missing,
+                file_.name() + ": no chat template " + (name.empty() ? std::string() : "named '" + name + "' ") + "(" + key + ")");
+  }
+  return file_.get_string(key);
+}
+
+LAMINA_DETAIL_API Result<std::vector<std::string>> Model::chat_template_names() const {
+  if (!file_.contains("tokenizer.chat_templates")) return std::vector<std::string>();
+  return file_.get_string_array("tokenizer.chat_templates");
 }
 
 LAMINA_DETAIL_API std::uint64_t Model::mapped_bytes() const {
