@@ -1,0 +1,135 @@
+// lamina/text/chat.hpp — chat templates: the Jinja text a model ships in tokenizer.chat_template,
+// rendered as transformers' apply_chat_template renders it (Jinja2 3.1, sandboxed, trim_blocks,
+// lstrip_blocks, loop controls, {% generation %}, tojson as Python's json.dumps, raise_exception,
+// strftime_now), byte for byte.
+//
+// NOT part of the umbrella header: it needs nlohmann/json for the variables. The engine is in
+// lamina/text/jinja.hpp (internal), and so is ChatTemplateLimits, the bounds on one render.
+//
+//   lamina::Result<lamina::ChatTemplate> chat = lamina::ChatTemplate::parse(template_text);
+//   if (!chat) return chat.take_error();  // "line 3, column 14: expected end of statement block, got 'foo'"
+//   nlohmann::ordered_json variables = {{"messages", messages}, {"add_generation_prompt", true},
+//                                       {"bos_token", "<s>"}, {"eos_token", "</s>"}};
+//   std::tm now = ...;  // what strftime_now() formats: the caller fixes the time, rendering reads no clock
+//   lamina::Result<std::string> prompt = chat->render(variables, now);
+//
+// Pass the variables as nlohmann::ordered_json: templates print dicts (tojson of tool schemas) in
+// their key order, which plain nlohmann::json loses (it sorts keys; that overload is accepted and
+// renders with sorted keys).
+//
+// Jinja2 as transformers configures it, in the details templates notice:
+//   - ImmutableSandboxedEnvironment: list.append, dict.update and the other methods that modify a
+//     list or dict are refused (an error when called); `{% set ns.x = ... %}` on a namespace()
+//     is the way to carry state out of a loop; range() gives at most 100,000 items;
+//   - select, reject, selectattr, rejectattr, map, unique, items and reverse give generators, as
+//     in Jinja2: always true, no length, not JSON (tojson fails), consumed by one loop; `| list`
+//     makes a list;
+//   - `|safe` makes Markup, and Markup + str HTML-escapes the str (markupsafe's rule);
+//   - an unknown filter or test is an error when reached (Jinja2 may report it at parse time).
+// What differs from Jinja2 (none of it is used by the chat templates lamina is tested on):
+//   - no {% include %}, {% import %}, {% extends %}/{% block %}, recursive loops, {% with %},
+//     str.format or the % operator on strings;
+//   - upper/lower change ASCII, Latin-1 and basic Greek and Cyrillic letters only, title and
+//     capitalize ASCII letters only;
+//   - integers are 64-bit (an overflow or a literal past 2**63 is an error, where Python grows the
+//     integer); range() makes a list (it prints as a list, not as "range(0, 3)"); generators and
+//     methods print without Python's addresses;
+//   - a namespace may not hold itself (`{% set ns.me = ns %}` is an error: Python's collector
+//     frees such cycles, lamina's shared ownership could not), nor a value nested over max_depth;
+//   - a macro stored in a namespace and called after the loop iteration that defined it ended is
+//     an error;
+//   - no HTML autoescaping (transformers does not enable it either).
+// Errors (ErrorCode::invalid_format for syntax, ErrorCode::invalid_argument at render) start with
+// "line L, column C: " where the template is at fault; raise_exception(message) gives `message`.
+#pragma once
+
+#include "../config.hpp"
+#include "../core/result.hpp"
+#include "jinja.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <ctime>
+#include <memory>
+#include <string>
+#include <string_view>
+
+LAMINA_NAMESPACE_BEGIN
+
+class ChatTemplate {
+ public:
+  // Parses `source`; a syntax error names its line and column.
+  static Result<ChatTemplate> parse(std::string_view source, const ChatTemplateLimits& limits = {});
+
+  // Renders with `variables` (a JSON object: messages, tools, add_generation_prompt, bos_token,
+  // eos_token, anything else the template reads) and `now`, the local time strftime_now() formats.
+  Result<std::string> render(const nlohmann::ordered_json& variables, const std::tm& now) const;
+  Result<std::string> render(const nlohmann::json& variables, const std::tm& now) const;
+
+  const ChatTemplateLimits& limits() const { return program_->limits; }
+
+ private:
+  // Parsed once, shared by copies (immutable after parsing).
+  struct Program {
+    std::string source;  // newlines normalized: line and column refer to this text
+    ChatTemplateLimits limits;
+    detail::jinja::Body body;
+  };
+  template <class Json>
+  Result<std::string> render_json(const Json& variables, const std::tm& now) const;
+
+  std::shared_ptr<const Program> program_;
+};
+
+inline Result<ChatTemplate> ChatTemplate::parse(std::string_view source, const ChatTemplateLimits& limits) {
+  auto program = std::make_shared<Program>();
+  program->limits = limits;
+  // As Jinja2 reads a template: "\r\n" and "\r" become "\n", and one newline at the very end goes
+  // (keep_trailing_newline=False).
+  program->source.reserve(source.size());
+  for (std::size_t i = 0; i < source.size(); ++i) {
+    if (source[i] == '\r') {
+      program->source += '\n';
+      if (i + 1 < source.size() && source[i + 1] == '\n') ++i;
+    } else {
+      program->source += source[i];
+    }
+  }
+  if (!program->source.empty() && program->source.back() == '\n') program->source.pop_back();
+
+  Result<std::vector<detail::jinja::Token>> tokens = detail::jinja::Lexer(program->source).run();
+  if (!tokens) return tokens.take_error();
+  Result<detail::jinja::Body> body = detail::jinja::Parser(program->source, std::move(*tokens), program->limits).run();
+  if (!body) return body.take_error();
+  program->body = std::move(*body);
+  ChatTemplate result;
+  result.program_ = std::move(program);
+  return result;
+}
+
+template <class Json>
+Result<std::string> ChatTemplate::render_json(const Json& variables, const std::tm& now) const {
+  using namespace detail::jinja;
+  if (!program_) return fail(ErrorCode::invalid_state, "render() on a ChatTemplate that was not parsed");
+  if (!variables.is_object() && !variables.is_null()) return fail(ErrorCode::invalid_argument, "chat template variables must be a JSON object");
+  Interpreter interpreter(program_->source, program_->limits, now);
+  auto root = std::make_shared<Scope>();
+  bool too_deep = false;
+  if (variables.is_object())
+    for (auto it = variables.begin(); it != variables.end(); ++it) root->set(it.key(), from_json(it.value(), program_->limits.max_depth, too_deep));
+  if (too_deep)
+    return fail(ErrorCode::invalid_argument, "chat template variables nested more than " + std::to_string(program_->limits.max_depth) + " levels deep");
+  std::string out;
+  interpreter.execute(program_->body, root, out);
+  if (interpreter.failed()) return fail(ErrorCode::invalid_argument, interpreter.error);
+  return out;
+}
+
+inline Result<std::string> ChatTemplate::render(const nlohmann::ordered_json& variables, const std::tm& now) const {
+  return render_json(variables, now);
+}
+inline Result<std::string> ChatTemplate::render(const nlohmann::json& variables, const std::tm& now) const {
+  return render_json(variables, now);
+}
+
+LAMINA_NAMESPACE_END
