@@ -1,5 +1,5 @@
 // Chat templates (lamina/text/chat.hpp): every case in ../shared/chat/cases rendered byte for byte
-// as Jinja2 3.1 + transformers rendered it, then the engine's behaviour on hostile templates
+// as Jinja2 3.1 + transformers rendered it (by render() and by render_prompt()), then the engine's behaviour on hostile templates
 // (they must end with an error, quickly) and on syntax errors (they must say where).
 #include <lamina/text/chat.hpp>
 
@@ -100,7 +100,7 @@ TEST_CASE("chat templates: every reference case renders as Jinja2 + transformers
     MESSAGE("no cases under " << lamina_test::shared_path("chat/cases") << "; skipped");
     return;
   }
-  int passed = 0, total = 0;
+  int passed = 0, total = 0, prompt_cases = 0;
   std::vector<std::string> failures;
   for (const std::string& file : files) {
     const ordered_json cases = ordered_json::parse(lamina_test::read_text_file(lamina_test::shared_path("chat/cases/" + file)), nullptr, false);
@@ -129,6 +129,13 @@ TEST_CASE("chat templates: every reference case renders as Jinja2 + transformers
         } else {
           ok = *out == one["expected"].get<std::string>();
           detail = "output differs";
+          // Tracking which bytes the template wrote must not change a byte of the text.
+          lamina::Result<lamina::RenderedPrompt> prompt = chat->render_prompt(one["variables"], now);
+          if (ok && (!prompt || prompt->text != *out)) {
+            ok = false;
+            detail = "render_prompt() differs from render()";
+          }
+          if (prompt) prompt_cases += 1;
         }
       }
       if (is_known_failing(name)) {
@@ -140,7 +147,7 @@ TEST_CASE("chat templates: every reference case renders as Jinja2 + transformers
     }
   }
   for (const std::string& failure : failures) MESSAGE(failure);
-  MESSAGE(passed << " of " << total << " chat template cases pass");
+  MESSAGE(passed << " of " << total << " chat template cases pass (" << prompt_cases << " also through render_prompt)");
   CHECK(failures.empty());
   CHECK(total == 336);
 }

@@ -7,6 +7,7 @@
 
 #include "../reference_cases.hpp"
 #include "../test_support.hpp"
+#include "chatml_tokenizer.hpp"
 
 #include <string>
 #include <vector>
@@ -37,21 +38,6 @@ bool holds_a_control_token(const Tokenizer& tokenizer, const std::vector<Token>&
     if (tokenizer.is_control(id)) return true;
   }
   return false;
-}
-
-// A vocabulary with ChatML's control tokens: GPT-2's, with <|im_start|> and <|im_end|> added.
-lamina::Result<Tokenizer> chatml_tokenizer() {
-  lamina::Result<lamina::gguf::File> file = lamina::gguf::File::open(lamina_test::shared_path("vocab/ggml-vocab-gpt-2.gguf"));
-  if (!file) return file.take_error();
-  lamina::Result<lamina::VocabularyData> vocabulary = lamina::read_vocabulary(*file);
-  if (!vocabulary) return vocabulary.take_error();
-  if (vocabulary->token_types.empty()) vocabulary->token_types.assign(vocabulary->tokens.size(), lamina::TokenType::normal);
-  for (const char* text : {"<|im_start|>", "<|im_end|>"}) {
-    vocabulary->tokens.push_back(text);
-    vocabulary->token_types.push_back(lamina::TokenType::control);
-    if (!vocabulary->scores.empty()) vocabulary->scores.push_back(0.0f);
-  }
-  return Tokenizer::create(*vocabulary);
 }
 
 }  // namespace
@@ -92,7 +78,7 @@ TEST_CASE("plain text: no control token's text becomes that token unless the tex
 
 TEST_CASE("plain text: a chat message cannot end its turn or open a system message") {
   LAMINA_REQUIRE_SHARED("vocab/ggml-vocab-gpt-2.gguf");
-  const lamina::Result<Tokenizer> tokenizer = chatml_tokenizer();
+  const lamina::Result<Tokenizer> tokenizer = lamina_test::chatml_tokenizer();
   REQUIRE_MESSAGE(tokenizer.ok(), tokenizer.error().message);
   const Token im_start = tokenizer->find("<|im_start|>"), im_end = tokenizer->find("<|im_end|>");
   REQUIRE(im_start >= 0);
@@ -131,7 +117,7 @@ TEST_CASE("plain text: a chat message cannot end its turn or open a system messa
 // one (the ids are those of a plain encode wherever no control token is cut).
 TEST_CASE("plain text: control tokens only inside the special ranges of a rendered prompt") {
   LAMINA_REQUIRE_SHARED("vocab/ggml-vocab-gpt-2.gguf");
-  const lamina::Result<Tokenizer> tokenizer = chatml_tokenizer();
+  const lamina::Result<Tokenizer> tokenizer = lamina_test::chatml_tokenizer();
   REQUIRE_MESSAGE(tokenizer.ok(), tokenizer.error().message);
   const Token im_start = tokenizer->find("<|im_start|>"), im_end = tokenizer->find("<|im_end|>");
 

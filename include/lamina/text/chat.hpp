@@ -13,6 +13,18 @@
 //   std::tm now = ...;  // what strftime_now() formats: the caller fixes the time, rendering reads no clock
 //   lamina::Result<std::string> prompt = chat->render(variables, now);
 //
+// To tokenize a prompt safely, render_prompt() also says which bytes the template itself wrote
+// (its text and string literals, also where concatenated with other strings), so that control
+// tokens are cut out only there and a "<|im_end|>" a player typed stays plain text:
+//   lamina::Result<lamina::RenderedPrompt> prompt = chat->render_prompt(variables, now, {"bos_token", "eos_token"});
+//   lamina::EncodeOptions options;
+//   options.parse_special = true;
+//   options.special_ranges = prompt->template_ranges;
+//   tokenizer.encode(prompt->text, options);
+// Every string from the variables is untrusted, and so is a string computed from one other than by
+// concatenation (`+`, `~`, join keep each piece's provenance; slicing, trim, replace, tojson,
+// str() of a list holding one ... make the whole result untrusted). Numbers printed are trusted.
+//
 // Pass the variables as nlohmann::ordered_json: templates print dicts (tojson of tool schemas) in
 // their key order, which plain nlohmann::json loses (it sorts keys; that overload is accepted and
 // renders with sorted keys).
@@ -46,6 +58,7 @@
 #include "../config.hpp"
 #include "../core/result.hpp"
 #include "jinja.hpp"
+#include "text_range.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -53,8 +66,17 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 LAMINA_NAMESPACE_BEGIN
+
+// A rendered prompt and where its bytes came from.
+struct RenderedPrompt {
+  std::string text;
+  // The bytes of `text` the template wrote (sorted, not overlapping, not adjacent): where control
+  // tokens may be cut out. Pass as EncodeOptions::special_ranges, with parse_special = true.
+  std::vector<TextRange> template_ranges;
+};
 
 class ChatTemplate {
  public:
@@ -66,6 +88,14 @@ class ChatTemplate {
   Result<std::string> render(const nlohmann::ordered_json& variables, const std::tm& now) const;
   Result<std::string> render(const nlohmann::json& variables, const std::tm& now) const;
 
+  // As render(), and which bytes of the text the template wrote. `trusted_variables` names
+  // top-level variables whose strings count as the template's own: those the application sets
+  // and no user can type into, such as {"bos_token", "eos_token"} from the model's vocabulary.
+  Result<RenderedPrompt> render_prompt(const nlohmann::ordered_json& variables, const std::tm& now,
+                                       const std::vector<std::string>& trusted_variables = {}) const;
+  Result<RenderedPrompt> render_prompt(const nlohmann::json& variables, const std::tm& now,
+                                       const std::vector<std::string>& trusted_variables = {}) const;
+
   const ChatTemplateLimits& limits() const { return program_->limits; }
 
  private:
@@ -76,7 +106,7 @@ class ChatTemplate {
     detail::jinja::Body body;
   };
   template <class Json>
-  Result<std::string> render_json(const Json& variables, const std::tm& now) const;
+  Result<RenderedPrompt> render_json(const Json& variables, const std::tm& now, const std::vector<std::string>& trusted_variables) const;
 
   std::shared_ptr<const Program> program_;
 };
@@ -108,7 +138,7 @@ inline Result<ChatTemplate> ChatTemplate::parse(std::string_view source, const C
 }
 
 template <class Json>
-Result<std::string> ChatTemplate::render_json(const Json& variables, const std::tm& now) const {
+Result<RenderedPrompt> ChatTemplate::render_json(const Json& variables, const std::tm& now, const std::vector<std::string>& trusted_variables) const {
   using namespace detail::jinja;
   if (!program_) return fail(ErrorCode::invalid_state, "render() on a ChatTemplate that was not parsed");
   if (!variables.is_object() && !variables.is_null()) return fail(ErrorCode::invalid_argument, "chat template variables must be a JSON object");
@@ -116,20 +146,40 @@ Result<std::string> ChatTemplate::render_json(const Json& variables, const std::
   auto root = std::make_shared<Scope>();
   bool too_deep = false;
   if (variables.is_object())
-    for (auto it = variables.begin(); it != variables.end(); ++it) root->set(it.key(), from_json(it.value(), program_->limits.max_depth, too_deep));
+    for (auto it = variables.begin(); it != variables.end(); ++it) {
+      Value value = from_json(it.value(), program_->limits.max_depth, too_deep);
+      for (const std::string& trusted : trusted_variables)
+        if (trusted == it.key()) trust_strings(value, program_->limits.max_depth);
+      root->set(it.key(), std::move(value));
+    }
   if (too_deep)
     return fail(ErrorCode::invalid_argument, "chat template variables nested more than " + std::to_string(program_->limits.max_depth) + " levels deep");
-  std::string out;
+  TrackedText out;
   interpreter.execute(program_->body, root, out);
   if (interpreter.failed()) return fail(ErrorCode::invalid_argument, interpreter.error);
-  return out;
+  RenderedPrompt prompt;
+  prompt.template_ranges = out.trusted_ranges();
+  prompt.text = std::move(out.text);
+  return prompt;
 }
 
 inline Result<std::string> ChatTemplate::render(const nlohmann::ordered_json& variables, const std::tm& now) const {
-  return render_json(variables, now);
+  Result<RenderedPrompt> prompt = render_json(variables, now, {});
+  if (!prompt) return prompt.take_error();
+  return std::move(prompt->text);
 }
 inline Result<std::string> ChatTemplate::render(const nlohmann::json& variables, const std::tm& now) const {
-  return render_json(variables, now);
+  Result<RenderedPrompt> prompt = render_json(variables, now, {});
+  if (!prompt) return prompt.take_error();
+  return std::move(prompt->text);
+}
+inline Result<RenderedPrompt> ChatTemplate::render_prompt(const nlohmann::ordered_json& variables, const std::tm& now,
+                                                          const std::vector<std::string>& trusted_variables) const {
+  return render_json(variables, now, trusted_variables);
+}
+inline Result<RenderedPrompt> ChatTemplate::render_prompt(const nlohmann::json& variables, const std::tm& now,
+                                                          const std::vector<std::string>& trusted_variables) const {
+  return render_json(variables, now, trusted_variables);
 }
 
 LAMINA_NAMESPACE_END

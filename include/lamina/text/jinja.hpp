@@ -23,6 +23,7 @@
 
 #include "../config.hpp"
 #include "../core/result.hpp"
+#include "text_range.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -67,6 +68,13 @@ using ordered_json = nlohmann::ordered_json;
 // Python generator. It is always true, has no length, is not JSON, and iterating it consumes it.
 enum class Kind : std::uint8_t { undefined, none, boolean, integer, floating, string, list, tuple, dict, namespace_object, callable, iterator };
 
+// Where the bytes of a string come from, so that a rendered prompt can tell the tokenizer which
+// of its bytes may hold control tokens: the template's own text and string literals are trusted;
+// anything from the caller's variables (a message a player typed, a tool result) is not, nor is
+// anything computed from it other than by concatenation (slicing, trim, tojson ...: conservative).
+// Most strings are wholly one or the other; only mixed ones keep a list of their untrusted runs.
+enum class Origin : std::uint8_t { variables, template_text, mixed };
+
 struct Value;
 struct Interpreter;
 struct Arguments;
@@ -92,7 +100,8 @@ struct Value {
   static Value from_bool(bool b) { Value v; v.kind = Kind::boolean; v.boolean = b; return v; }
   static Value from_int(std::int64_t i) { Value v; v.kind = Kind::integer; v.integer = i; return v; }
   static Value from_float(double f) { Value v; v.kind = Kind::floating; v.floating = f; return v; }
-  static Value from_string(std::string text);
+  static Value from_string(std::string text);         // untrusted: the caller's variables, or made from them
+  static Value from_template(std::string text);       // trusted: the template's own text
   static Value undefined(std::string name);  // `name` is what the template asked for, for error messages
   static Value new_list(Kind kind = Kind::list);
   static Value new_dict(Kind kind = Kind::dict);
@@ -113,6 +122,10 @@ struct Scope;
 
 struct Object {
   std::string text;
+  // Strings only: where `text` came from; for Origin::mixed, its untrusted byte runs (sorted,
+  // not overlapping, not adjacent).
+  Origin origin = Origin::variables;
+  std::vector<TextRange> untrusted_runs;
   std::vector<Value> items;
   std::vector<std::pair<Value, Value>> entries;  // insertion order, as Python dicts keep it
   Builtin builtin;                                // set for builtins and bound methods
@@ -158,6 +171,11 @@ inline Value Value::from_string(std::string text) {
   v.kind = Kind::string;
   v.object = std::make_shared<Object>();
   v.object->text = std::move(text);
+  return v;
+}
+inline Value Value::from_template(std::string text) {
+  Value v = from_string(std::move(text));
+  v.object->origin = Origin::template_text;
   return v;
 }
 inline Value Value::undefined(std::string name) {
@@ -495,6 +513,15 @@ Value from_json(const Json& j, std::size_t depth_left, bool& too_deep) {
     }
     default: return Value::none();  // binary and discarded do not occur in parsed JSON
   }
+}
+
+// Marks every string in `v` (made by from_json, so owned by no one else) as the template's own:
+// variables the application vouches for, such as bos_token.
+inline void trust_strings(const Value& v, std::size_t depth_left) {
+  if (!v.object || depth_left == 0) return;
+  if (v.kind == Kind::string) v.object->origin = Origin::template_text;
+  for (const Value& item : v.object->items) trust_strings(item, depth_left - 1);
+  for (const auto& entry : v.object->entries) trust_strings(entry.first, depth_left - 1), trust_strings(entry.second, depth_left - 1);
 }
 
 // Python's json.dumps string escaping with ensure_ascii=False: only ", \ and control characters.
@@ -1371,7 +1398,7 @@ class Parser {
         std::string text;
         while (current().type == TokenType::string) text += current().text, advance();  // "a" "b" is "ab"
         ExpressionPtr e = node(ExpressionType::literal, offset);
-        e->literal = Value::from_string(std::move(text));
+        e->literal = Value::from_template(std::move(text));
         return e;
       }
       case TokenType::integer:
@@ -1632,6 +1659,43 @@ struct Arguments {
   }
 };
 
+// Text being built (the output, a macro's output, a concatenation) with the runs of its bytes
+// that came from untrusted strings: sorted, not overlapping, adjacent runs merged.
+struct TrackedText {
+  std::string text;
+  std::vector<TextRange> untrusted_runs;
+
+  void mark_untrusted(std::size_t begin, std::size_t end) {
+    if (begin >= end) return;
+    if (!untrusted_runs.empty() && untrusted_runs.back().end >= begin) untrusted_runs.back().end = end;
+    else untrusted_runs.push_back(TextRange{begin, end});
+  }
+  void append(const std::string& piece, bool trusted) {
+    const std::size_t at = text.size();
+    text += piece;
+    if (!trusted) mark_untrusted(at, text.size());
+  }
+  // A string value, keeping the provenance of each of its bytes.
+  void append_string(const Value& string) {
+    const Object& object = *string.object;
+    if (object.origin != Origin::mixed) return append(object.text, object.origin == Origin::template_text);
+    const std::size_t at = text.size();
+    text += object.text;
+    for (const TextRange& run : object.untrusted_runs) mark_untrusted(at + run.begin, at + run.end);
+  }
+  // The byte ranges not in an untrusted run: what the template wrote.
+  std::vector<TextRange> trusted_ranges() const {
+    std::vector<TextRange> ranges;
+    std::size_t at = 0;
+    for (const TextRange& run : untrusted_runs) {
+      if (run.begin > at) ranges.push_back(TextRange{at, run.begin});
+      at = run.end;
+    }
+    if (at < text.size()) ranges.push_back(TextRange{at, text.size()});
+    return ranges;
+  }
+};
+
 // One render. Errors are sticky instead of thrown: fail() records the first one, and every
 // evaluation returns early (an Undefined) once failed() is true; locate() prefixes the position of
 // the innermost node that was running.
@@ -1659,11 +1723,100 @@ struct Interpreter {
     fail("the template took more than " + std::to_string(limits.max_steps) + " steps (an endless loop?)");
     return false;
   }
+  // The inputs of the operation running now (a filter, a method, a slice ...): a string it
+  // computes is trusted only when they hold only trusted strings. They are looked at when the
+  // operation makes its first string (`messages | length` looks at nothing). Outside any
+  // operation a computed string counts as untrusted.
+  struct InputTrust {
+    enum class State : std::uint8_t { unknown, trusted, untrusted };
+    Interpreter& interpreter;
+    InputTrust* previous;
+    const Value* values[2] = {nullptr, nullptr};
+    const Arguments* arguments;
+    State state = State::unknown;
+
+    InputTrust(Interpreter& i, const Value* first, const Value* second = nullptr, const Arguments* call_arguments = nullptr)
+        : interpreter(i), previous(i.input_trust), arguments(call_arguments) {
+      values[0] = first;
+      values[1] = second;
+      i.input_trust = this;
+    }
+    ~InputTrust() { interpreter.input_trust = previous; }
+    InputTrust(const InputTrust&) = delete;
+    InputTrust& operator=(const InputTrust&) = delete;
+
+    bool trusted() {
+      if (state != State::unknown) return state == State::trusted;
+      std::size_t budget = scan_budget;
+      const std::size_t depth = interpreter.limits.max_depth;
+      bool untrusted = false;
+      for (const Value* value : values) untrusted = untrusted || (value != nullptr && interpreter.holds_untrusted(*value, budget, depth));
+      if (arguments != nullptr) {
+        for (const Value& value : arguments->positional) untrusted = untrusted || interpreter.holds_untrusted(value, budget, depth);
+        for (const auto& keyword : arguments->keywords) untrusted = untrusted || interpreter.holds_untrusted(keyword.second, budget, depth);
+      }
+      state = untrusted ? State::untrusted : State::trusted;
+      return !untrusted;
+    }
+  };
+  InputTrust* input_trust = nullptr;  // the innermost operation running
+  // Values looked at per operation before giving up and calling its inputs untrusted: bounds the
+  // cost of `messages | length` in a loop over a long chat.
+  static constexpr std::size_t scan_budget = 4096;
+
+  // Whether `v` holds a string (anywhere inside) not wholly from the template. Past the budget or
+  // the depth: yes (the conservative answer).
+  bool holds_untrusted(const Value& v, std::size_t& budget, std::size_t depth_left) const {
+    if (!v.object || v.kind == Kind::undefined) return false;  // Undefined prints as nothing
+    if (budget == 0 || depth_left == 0) return true;
+    --budget;
+    if (v.kind == Kind::string) return v.object->origin != Origin::template_text;
+    for (const Value& item : v.object->items)
+      if (holds_untrusted(item, budget, depth_left - 1)) return true;
+    for (const auto& entry : v.object->entries)
+      if (holds_untrusted(entry.first, budget, depth_left - 1) || holds_untrusted(entry.second, budget, depth_left - 1)) return true;
+    return false;
+  }
+  bool holds_untrusted(const Value& v) const {
+    std::size_t budget = scan_budget;
+    return holds_untrusted(v, budget, limits.max_depth);
+  }
+
+  // A string computed by the operation running now: trusted when its inputs were.
+  Value computed_string(std::string text) {
+    Value v = Value::from_string(std::move(text));
+    if (input_trust != nullptr && input_trust->trusted()) v.object->origin = Origin::template_text;
+    return v;
+  }
   // Every string the template builds passes here: bounded in size, and charged for its bytes.
   Value make_string(std::string text) {
-    if (text.size() > limits.max_output_bytes) return fail("a string grew past " + std::to_string(limits.max_output_bytes) + " bytes");
-    if (!charge(1 + text.size() / 16)) return Value();
-    return Value::from_string(std::move(text));
+    if (!string_fits(text.size())) return Value();
+    return computed_string(std::move(text));
+  }
+  bool string_fits(std::size_t size) {
+    if (size > limits.max_output_bytes) return fail("a string grew past " + std::to_string(limits.max_output_bytes) + " bytes"), false;
+    return charge(1 + size / 16);
+  }
+  // A string from tracked text (a concatenation, a macro's output), keeping each byte's provenance.
+  Value make_tracked_string(TrackedText tracked) {
+    if (!string_fits(tracked.text.size())) return Value();
+    const std::size_t size = tracked.text.size();
+    Value v = Value::from_string(std::move(tracked.text));
+    if (tracked.untrusted_runs.empty() || size == 0) {
+      v.object->origin = Origin::template_text;
+    } else if (tracked.untrusted_runs.size() == 1 && tracked.untrusted_runs[0].begin == 0 && tracked.untrusted_runs[0].end == size) {
+      v.object->origin = Origin::variables;
+    } else {
+      v.object->origin = Origin::mixed;
+      v.object->untrusted_runs = std::move(tracked.untrusted_runs);
+    }
+    return v;
+  }
+  // str(v) appended to `out`: a string keeps its provenance; anything else printed is trusted
+  // unless it holds an untrusted string (a list printed with its elements).
+  void append_text(TrackedText& out, const Value& v) {
+    if (v.kind == Kind::string) return out.append_string(v);
+    out.append(to_text(v), !holds_untrusted(v));
   }
   bool check_list_size(std::size_t size) {
     if (size > limits.max_output_bytes / 16) return fail("a list grew past " + std::to_string(limits.max_output_bytes / 16) + " items"), false;
@@ -1739,6 +1892,7 @@ struct Interpreter {
       const std::int64_t index = raw < 0 ? raw + size : raw;
       if (index >= 0 && index < size) {
         const std::size_t at = offsets[static_cast<std::size_t>(index)];
+        InputTrust trust(*this, &object);
         return make_string(object.text().substr(at, offsets[static_cast<std::size_t>(index) + 1] - at));
       }
       return Value::undefined(std::to_string(raw));
@@ -1793,6 +1947,7 @@ struct Interpreter {
       const std::size_t at = offsets[static_cast<std::size_t>(i)];
       text.append(object.text(), at, offsets[static_cast<std::size_t>(i) + 1] - at);
     }
+    InputTrust trust(*this, &object);
     return make_string(std::move(text));
   }
 
@@ -1811,7 +1966,8 @@ struct Interpreter {
         return true;
       case Kind::string: {
         const std::vector<std::size_t> offsets = code_point_offsets(v.text());
-        for (std::size_t i = 0; i + 1 < offsets.size(); ++i) out.push_back(Value::from_string(v.text().substr(offsets[i], offsets[i + 1] - offsets[i])));
+        InputTrust trust(*this, &v);
+        for (std::size_t i = 0; i + 1 < offsets.size(); ++i) out.push_back(computed_string(v.text().substr(offsets[i], offsets[i + 1] - offsets[i])));
         return charge(out.size());
       }
       default: fail(std::string("'") + type_name(v) + "' object is not iterable"); return false;
@@ -1856,7 +2012,16 @@ struct Interpreter {
     constexpr std::int64_t max = std::numeric_limits<std::int64_t>::max();
     constexpr std::int64_t min = std::numeric_limits<std::int64_t>::min();
     auto overflow = [&] { return fail("integer overflow in '" + op + "' (lamina's integers are 64-bit)"); };
-    if (op == "~") return make_string(to_text(a) + to_text(b));
+    // Concatenation keeps the provenance of each piece; a string computed otherwise (Markup's
+    // escaping, repetition) is trusted only when both operands are.
+    auto concatenate = [&]() {
+      TrackedText joined;
+      append_text(joined, a);
+      append_text(joined, b);
+      return make_tracked_string(std::move(joined));
+    };
+    InputTrust trust(*this, &a, &b);
+    if (op == "~") return concatenate();
     if (op == "+") {
       if (integers) {
         const std::int64_t x = as_int(a), y = as_int(b);
@@ -1865,7 +2030,7 @@ struct Interpreter {
       }
       if (numbers) return Value::from_float(as_double(a) + as_double(b));
       if (a.is_string() && b.is_string()) {
-        if (!a.markup && !b.markup) return make_string(a.text() + b.text());
+        if (!a.markup && !b.markup) return concatenate();
         Value joined = make_string((a.markup ? a.text() : html_escape(a.text())) + (b.markup ? b.text() : html_escape(b.text())));
         joined.markup = true;
         return joined;
@@ -2134,7 +2299,11 @@ struct Interpreter {
   Value call(const Value& callee, Arguments& arguments, const Value& caller) {
     if (callee.is_undefined()) return undefined_error(callee);
     if (callee.kind != Kind::callable) return fail(std::string("'") + type_name(callee) + "' object is not callable");
-    if (callee.object->macro == nullptr) return callee.object->builtin(*this, arguments);
+    if (callee.object->macro == nullptr) {
+      // A bound method keeps its value in items (see bound_method): `text.strip()` reads it.
+      InputTrust trust(*this, &callee, nullptr, &arguments);
+      return callee.object->builtin(*this, arguments);
+    }
     return call_macro(callee, arguments, caller);
   }
 
@@ -2154,7 +2323,7 @@ struct Interpreter {
     }
     for (const auto& keyword : arguments.keywords) {
       if (std::find(macro.parameters.begin(), macro.parameters.end(), keyword.first) != macro.parameters.end()) scope->set(keyword.first, keyword.second);
-      else kwargs.entries().emplace_back(Value::from_string(keyword.first), keyword.second);
+      else kwargs.entries().emplace_back(Value::from_template(keyword.first), keyword.second);
     }
     // Parameters not passed: their default, evaluated now in the macro's scope, or Undefined.
     for (std::size_t i = 0; i < macro.parameters.size(); ++i) {
@@ -2166,11 +2335,15 @@ struct Interpreter {
     scope->set("varargs", varargs);
     scope->set("kwargs", kwargs);
     if (caller.kind == Kind::callable) scope->set("caller", caller);
-    std::string out;
+    TrackedText out;
+    // The body's operations are not the caller's: they judge their own inputs.
+    InputTrust* const calling_operation = input_trust;
+    input_trust = nullptr;
     execute(macro.body, scope, out);
+    input_trust = calling_operation;
     flow = Flow::normal;
     if (failed()) return Value();
-    return make_string(std::move(out));
+    return make_tracked_string(std::move(out));
   }
 
   Value global_function(const std::string& name);
@@ -2184,16 +2357,32 @@ struct Interpreter {
 
   // --- statements ---
 
-  void emit(std::string& out, const std::string& text) {
-    if (out.size() + text.size() > limits.max_output_bytes) {
-      fail("the output grew past " + std::to_string(limits.max_output_bytes) + " bytes");
-      return;
-    }
-    out += text;
+  // The template's own text.
+  void emit(TrackedText& out, const std::string& text) {
+    if (!output_fits(out, text.size())) return;
+    out.append(text, true);
     charge(text.size() / 16);
   }
+  // What {{ }} prints, with its provenance.
+  void emit_value(TrackedText& out, const Value& v) {
+    if (v.kind == Kind::string) {
+      if (!output_fits(out, v.text().size())) return;
+      out.append_string(v);
+      charge(v.text().size() / 16);
+      return;
+    }
+    const std::string text = to_text(v);
+    if (failed() || !output_fits(out, text.size())) return;
+    out.append(text, !holds_untrusted(v));
+    charge(text.size() / 16);
+  }
+  bool output_fits(const TrackedText& out, std::size_t more) {
+    if (out.text.size() + more <= limits.max_output_bytes) return true;
+    fail("the output grew past " + std::to_string(limits.max_output_bytes) + " bytes");
+    return false;
+  }
 
-  void execute(const Body& body, const std::shared_ptr<Scope>& scope, std::string& out) {
+  void execute(const Body& body, const std::shared_ptr<Scope>& scope, TrackedText& out) {
     DepthGuard guard(*this);
     if (!guard.ok) return;
     for (const StatementPtr& statement : body) {
@@ -2242,16 +2431,16 @@ struct Interpreter {
         fail("a namespace cannot hold itself (ns." + target.name + ")");
         return;
       }
-      set_entry(object, Value::from_string(target.name), value);
+      set_entry(object, Value::from_template(target.name), value);
     }
   }
 
-  void execute_statement(const Statement& s, const std::shared_ptr<Scope>& scope, std::string& out) {
+  void execute_statement(const Statement& s, const std::shared_ptr<Scope>& scope, TrackedText& out) {
     switch (s.type) {
       case StatementType::text: emit(out, s.text); return;
       case StatementType::output: {
         Value v = evaluate(s.expressions[0].get(), scope);
-        if (!failed()) emit(out, to_text(v));
+        if (!failed()) emit_value(out, v);
         return;
       }
       case StatementType::if_chain:
@@ -2269,10 +2458,10 @@ struct Interpreter {
         return;
       }
       case StatementType::set_block: {
-        std::string text;
+        TrackedText text;
         execute(s.bodies[0], scope, text);
         if (failed()) return;
-        Value v = make_string(std::move(text));
+        Value v = make_tracked_string(std::move(text));
         if (s.expressions[1]) v = apply_filter(*s.expressions[1], v, scope);
         if (!failed()) assign(*s.expressions[0], v, scope);
         return;
@@ -2299,15 +2488,15 @@ struct Interpreter {
         Arguments arguments = evaluate_arguments(call_expression, 1, scope);
         if (failed()) return;
         Value result = callee.kind == Kind::callable && callee.object->macro ? call_macro(callee, arguments, caller) : call(callee, arguments, caller);
-        if (!failed()) emit(out, to_text(result));
+        if (!failed()) emit_value(out, result);
         return;
       }
       case StatementType::filter_block: {
-        std::string text;
+        TrackedText text;
         execute(s.bodies[0], scope, text);
         if (failed()) return;
-        Value v = apply_filter(*s.expressions[0], make_string(std::move(text)), scope);
-        if (!failed()) emit(out, to_text(v));
+        Value v = apply_filter(*s.expressions[0], make_tracked_string(std::move(text)), scope);
+        if (!failed()) emit_value(out, v);
         return;
       }
       case StatementType::break_loop: flow = Flow::break_loop; return;
@@ -2316,7 +2505,7 @@ struct Interpreter {
     }
   }
 
-  void execute_for(const Statement& s, const std::shared_ptr<Scope>& scope, std::string& out) {
+  void execute_for(const Statement& s, const std::shared_ptr<Scope>& scope, TrackedText& out) {
     Value iterable = evaluate(s.expressions[1].get(), scope);
     if (failed()) return;
     std::vector<Value> all;
@@ -2341,7 +2530,7 @@ struct Interpreter {
     // LoopContext is: no allocation per iteration beyond the template's own.
     Value loop = Value::new_dict();
     static const char* const loop_keys[] = {"index", "index0", "revindex", "revindex0", "first", "last", "length", "depth", "depth0", "previtem", "nextitem", "cycle"};
-    for (const char* key : loop_keys) loop.entries().emplace_back(Value::from_string(key), Value());
+    for (const char* key : loop_keys) loop.entries().emplace_back(Value::from_template(key), Value());
     auto cycle_position = std::make_shared<std::size_t>(0);
     loop.entries()[11].second = Value::from_builtin("cycle", [cycle_position](Interpreter& interpreter, Arguments& arguments) {
       if (arguments.positional.empty()) return interpreter.fail("no items for cycling given");
@@ -2528,7 +2717,7 @@ inline Value Interpreter::global_function(const std::string& name) {
           return interpreter.fail(std::string("cannot make a dict from '") + type_name(source) + "'");
         }
       }
-      for (const auto& keyword : arguments.keywords) interpreter.set_entry(result, Value::from_string(keyword.first), keyword.second);
+      for (const auto& keyword : arguments.keywords) interpreter.set_entry(result, Value::from_template(keyword.first), keyword.second);
       return result;
     });
   }
@@ -2585,7 +2774,7 @@ inline Value Interpreter::bound_method(const Value& self, const std::string& nam
         }
         if (!interpreter.check_list_size(parts.size())) return Value();
         Value list = Value::new_list();
-        for (std::string& part : parts) list.items().push_back(Value::from_string(std::move(part)));
+        for (std::string& part : parts) list.items().push_back(interpreter.computed_string(std::move(part)));
         return list;
       });
     }
@@ -2678,11 +2867,11 @@ inline Value Interpreter::bound_method(const Value& self, const std::string& nam
         std::size_t start = 0;
         for (std::size_t i = 0; i < text.size(); ++i) {
           if (text[i] != '\n' && text[i] != '\r') continue;
-          list.items().push_back(Value::from_string(text.substr(start, i - start)));
+          list.items().push_back(interpreter.computed_string(text.substr(start, i - start)));
           if (text[i] == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ++i;
           start = i + 1;
         }
-        if (start < text.size()) list.items().push_back(Value::from_string(text.substr(start)));
+        if (start < text.size()) list.items().push_back(interpreter.computed_string(text.substr(start)));
         if (!interpreter.check_list_size(list.items().size())) return Value();
         return list;
       });
@@ -2882,6 +3071,7 @@ inline Value Interpreter::apply_filter(const Expression& filter, Value subject, 
 }
 
 inline Value Interpreter::filter_by_name(const std::string& name, const Value& value, Arguments& arguments) {
+  InputTrust trust(*this, &value, nullptr, &arguments);  // a string a filter computes is trusted only from trusted inputs
   auto text_of = [&](const Value& v) { return to_text(v); };
   auto sequence_of = [&](const Value& v, std::vector<Value>& items) { return iterate(v, items); };
   if (name == "tojson") {
@@ -2911,7 +3101,7 @@ inline Value Interpreter::filter_by_name(const std::string& name, const Value& v
   }
   if (name == "default" || name == "d") {
     const bool use_default = value.is_undefined() || (truthy(arguments.get(1, "boolean")) && !truthy(value));
-    return use_default ? arguments.get(0, "default_value", Value::from_string("")) : value;
+    return use_default ? arguments.get(0, "default_value", Value::from_template("")) : value;
   }
   if (name == "trim") {
     const Value characters = arguments.get(0, "chars");
@@ -2946,16 +3136,17 @@ inline Value Interpreter::filter_by_name(const std::string& name, const Value& v
   if (name == "join") {
     std::vector<Value> items;
     if (!sequence_of(value, items)) return Value();
-    const std::string separator = text_of(arguments.get(0, "d", Value::from_string("")));
+    // Concatenation: each item and separator keeps its provenance.
+    const Value separator = arguments.get(0, "d", Value::from_template(""));
     const Value attribute = arguments.get(1, "attribute");
-    std::string out;
+    TrackedText out;
     for (std::size_t i = 0; i < items.size() && !failed(); ++i) {
-      if (i > 0) out += separator;
-      out += text_of(attribute.is_undefined() || attribute.kind == Kind::none ? items[i] : attribute_path(*this, items[i], text_of(attribute)));
-      if (out.size() > limits.max_output_bytes) break;
+      if (i > 0) append_text(out, separator);
+      append_text(out, attribute.is_undefined() || attribute.kind == Kind::none ? items[i] : attribute_path(*this, items[i], text_of(attribute)));
+      if (out.text.size() > limits.max_output_bytes) break;
     }
     if (failed()) return Value();
-    return make_string(std::move(out));
+    return make_tracked_string(std::move(out));
   }
   if (name == "list") {
     std::vector<Value> items;

@@ -40,6 +40,7 @@
 #include "character_class.hpp"
 #include "pre_tokenizer.hpp"
 #include "split_regex.hpp"
+#include "text_range.hpp"
 #include "token.hpp"
 #include "token_tables.hpp"
 #include "unicode.hpp"
@@ -59,12 +60,6 @@
 #include "../core/definitions_begin.inl"
 
 LAMINA_NAMESPACE_BEGIN
-
-// Bytes [begin, end) of a text.
-struct TextRange {
-  std::size_t begin = 0;
-  std::size_t end = 0;
-};
 
 // Options of Tokenizer::encode. add_bos / add_eos: -1 as the vocabulary says, 0 never, 1 always.
 struct EncodeOptions {
