@@ -259,5 +259,6 @@ int run_quantize(int argc, char** argv);
 int run_batch_logits(int argc, char** argv);
 int run_explain(int argc, char** argv);
 int run_lora(int argc, char** argv);  // lora.cpp: lora merge, lora combine
+int run_template(int argc, char** argv);  // chat_template.cpp
 
 }  // namespace lamina_cli

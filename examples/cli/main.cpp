@@ -12,6 +12,7 @@
 //   lamina explain  -m MODEL (--prompt TEXT | --tokens IDS) --out-dir DIR                (explain.cpp)
 //   lamina lora merge   -m BASE.gguf --lora PATH[:SCALE]... -o OUT.gguf [--type TYPE] [-t N]           (lora.cpp)
 //   lamina devices                                                                        (backend.cpp)
+//   lamina template --template FILE.jinja --vars VARS.json [--now ISO-8601]              (chat_template.cpp)
 //   lamina lora combine -m BASE.gguf --lora PATH[:WEIGHT]... --method METHOD -o OUT [--rank R] [--density D] [--seed S]
 #include "backend_option.hpp"
 #include "cli_common.hpp"
@@ -392,7 +393,8 @@ void print_main_help() {
       "  batch-logits  evaluate several sequences, each with its own adapters, in one forward pass\n"
       "  explain    walk through a forward pass step by step and draw attention / logit-lens heatmaps\n"
       "  lora       merge adapters into a model (lora merge), or combine adapters into one (lora combine)\n"
-      "  devices    list the Vulkan devices that --backend vulkan can use\n",
+      "  devices    list the Vulkan devices that --backend vulkan can use\n"
+      "  template   render a chat template with the variables of a JSON file and print the prompt\n",
       LAMINA_VERSION_STRING);
 }
 
@@ -417,7 +419,8 @@ int main(int argc, char** argv) {
   if (command == "explain") return lamina_cli::run_explain(argc, argv);
   if (command == "lora") return lamina_cli::run_lora(argc, argv);
   if (command == "devices") return lamina_cli::run_devices(argc, argv);
-  std::fprintf(stderr, "lamina: unknown command '%s' (commands: logits, generate, tokenize, inspect, synth, bench, quantize, batch-logits, explain, lora, devices)\n",
+  if (command == "template") return lamina_cli::run_template(argc, argv);
+  std::fprintf(stderr, "lamina: unknown command '%s' (commands: logits, generate, tokenize, inspect, synth, bench, quantize, batch-logits, explain, lora, devices, template)\n",
                command.c_str());
   return 1;
 }

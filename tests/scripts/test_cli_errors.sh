@@ -72,6 +72,17 @@ expect_error "1e400 in a spec" "at byte 33: invalid JSON: number overflow parsin
 printf '{"sequences": [{"tokens": [1, 2]}' >"$work/cut.json"
 expect_error "a cut spec" "invalid JSON" "$lamina" batch-logits -m "$model" --spec "$work/cut.json" --out-dir "$work/b"
 
+# --- chat templates ----------------------------------------------------------------------------
+printf '{{ messages[0].content }}' >"$work/chat.jinja"
+printf '{"messages": [{"role": "user", "content": "hi"}]}' >"$work/chat.json"
+expect_error "FIFO as template --template" "not a regular file (a FIFO)" "$lamina" template --template "$work/fifo" --vars "$work/chat.json"
+expect_error "FIFO as template --vars" "not a regular file (a FIFO)" "$lamina" template --template "$work/chat.jinja" --vars "$work/fifo"
+expect_error "a directory as template --template" "not a regular file (a directory)" "$lamina" template --template "$work" --vars "$work/chat.json"
+printf '{"messages": [' >"$work/chat-cut.json"
+expect_error "cut template --vars" "invalid JSON" "$lamina" template --template "$work/chat.jinja" --vars "$work/chat-cut.json"
+printf "{{ raise_exception('no\\nway') }}" >"$work/raise.jinja"
+expect_error "raise_exception in a template" 'no\nway' "$lamina" template --template "$work/raise.jinja" --vars "$work/chat.json"
+
 # --- context length --------------------------------------------------------------------------
 tokens=$(seq -s ' ' 1 300)  # llama-tiny's context is 256
 expect_error "logits past the context" "--tokens has 300 tokens, more than the model's context length 256 ('llama.context_length')" \
