@@ -1735,12 +1735,21 @@ struct Interpreter {
     const Arguments* arguments;
     State state = State::unknown;
 
+    // The interpreter points at this guard only while it lives (the destructor puts the previous
+    // one back); GCC 12+ at -O2 cannot see that and warns of a dangling pointer.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#  pragma GCC diagnostic push
+#  pragma GCC diagnostic ignored "-Wdangling-pointer"
+#endif
     InputTrust(Interpreter& i, const Value* first, const Value* second = nullptr, const Arguments* call_arguments = nullptr)
         : interpreter(i), previous(i.input_trust), arguments(call_arguments) {
       values[0] = first;
       values[1] = second;
       i.input_trust = this;
     }
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#  pragma GCC diagnostic pop
+#endif
     ~InputTrust() { interpreter.input_trust = previous; }
     InputTrust(const InputTrust&) = delete;
     InputTrust& operator=(const InputTrust&) = delete;
