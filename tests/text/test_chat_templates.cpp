@@ -50,28 +50,9 @@ std::vector<std::string> case_files() {
 
 // "2026-12-01T09:30:00" as the broken-down local time strftime_now() formats.
 std::tm parse_now(const std::string& text) {
-  std::tm now{};
-  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
-  if (std::sscanf(text.c_str(), "%d-%d-%dT%d:%d:%d", &year, &month, &day, &hour, &minute, &second) != 6) return now;
-  now.tm_year = year - 1900;
-  now.tm_mon = month - 1;
-  now.tm_mday = day;
-  now.tm_hour = hour;
-  now.tm_min = minute;
-  now.tm_sec = second;
-  // Day of the week and of the year (for %a, %A, %j), from the count of days since 1970-01-01.
-  auto days_from_civil = [](int y, int m, int d) {
-    y -= m <= 2;
-    const int era = (y >= 0 ? y : y - 399) / 400;
-    const int year_of_era = y - era * 400;
-    const int day_of_year = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    const int day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    return era * 146097 + day_of_era - 719468;
-  };
-  const int days = days_from_civil(year, month, day);
-  now.tm_wday = ((days % 7) + 11) % 7;  // 1970-01-01 was a Thursday
-  now.tm_yday = days - days_from_civil(year, 1, 1);
-  return now;
+  lamina::Result<std::tm> time = lamina::parse_local_time(text);
+  REQUIRE_MESSAGE(time.ok(), text);
+  return *time;
 }
 
 std::tm fixed_time() { return parse_now("2026-12-01T09:30:00"); }

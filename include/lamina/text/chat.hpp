@@ -70,6 +70,59 @@
 
 LAMINA_NAMESPACE_BEGIN
 
+namespace detail {
+// Days from 1970-01-01 to the civil date (Howard Hinnant's algorithm): gives the day of the week
+// and of the year that %a, %A and %j print, without asking the C library's time zone.
+inline long long days_from_civil(long long year, int month, int day) {
+  year -= month <= 2;
+  const long long era = (year >= 0 ? year : year - 399) / 400;
+  const long long year_of_era = year - era * 400;
+  const long long day_of_year = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+  const long long day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+  return era * 146097 + day_of_era - 719468;
+}
+}  // namespace detail
+
+// "2026-12-01T09:30:00" (or with a space for the T, or a date alone) as the broken-down local
+// time that strftime_now() formats, with its day of the week and of the year. Anything else, or
+// a date that does not exist, is ErrorCode::invalid_argument.
+inline Result<std::tm> parse_local_time(std::string_view text) {
+  const bool date_only = text.size() == 10, date_and_time = text.size() == 19 && (text[10] == 'T' || text[10] == ' ');
+  bool shaped = date_only || date_and_time;
+  for (std::size_t i = 0; shaped && i < text.size(); ++i) {
+    if (i == 10) continue;
+    const char separator = i == 4 || i == 7 ? '-' : (i == 13 || i == 16 ? ':' : '\0');
+    shaped = separator != '\0' ? text[i] == separator : (text[i] >= '0' && text[i] <= '9');
+  }
+  const auto number = [&](std::size_t at, std::size_t digits) {
+    int value = 0;
+    for (std::size_t i = at; i < at + digits; ++i) value = value * 10 + (text[i] - '0');
+    return value;
+  };
+  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
+  if (shaped) {
+    year = number(0, 4), month = number(5, 2), day = number(8, 2);
+    if (date_and_time) hour = number(11, 2), minute = number(14, 2), second = number(17, 2);
+  }
+  static const int month_days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  const bool valid = shaped && month >= 1 && month <= 12 && day >= 1 && day <= (month == 2 && !leap ? 28 : month_days[month - 1]) &&
+                     hour <= 23 && minute <= 59 && second <= 60;
+  if (!valid) return fail(ErrorCode::invalid_argument, "'" + std::string(text) + "' is not a date and time like 2026-12-01T09:30:00");
+  std::tm time{};
+  time.tm_year = year - 1900;
+  time.tm_mon = month - 1;
+  time.tm_mday = day;
+  time.tm_hour = hour;
+  time.tm_min = minute;
+  time.tm_sec = second;
+  const long long days = detail::days_from_civil(year, month, day);
+  time.tm_wday = static_cast<int>(((days % 7) + 11) % 7);  // 1970-01-01 was a Thursday
+  time.tm_yday = static_cast<int>(days - detail::days_from_civil(year, 1, 1));
+  time.tm_isdst = -1;
+  return time;
+}
+
 // A rendered prompt and where its bytes came from.
 struct RenderedPrompt {
   std::string text;
