@@ -20,6 +20,21 @@ std::vector<float> random_floats(std::size_t count, std::uint32_t seed, float sp
   return values;
 }
 
+// Every weight type the matrix products take.
+const lamina::DType weight_types[] = {lamina::DType::f32,  lamina::DType::f16,  lamina::DType::bf16, lamina::DType::q4_0,
+                                      lamina::DType::q4_1, lamina::DType::q5_0, lamina::DType::q5_1, lamina::DType::q8_0,
+                                      lamina::DType::q2_k, lamina::DType::q3_k, lamina::DType::q4_k, lamina::DType::q5_k,
+                                      lamina::DType::q6_k, lamina::DType::iq4_nl, lamina::DType::iq4_xs};
+
+// Random weights [out, in] quantized to `type` the reference way (quant::quantize_row), row by row.
+std::vector<std::uint8_t> random_weights(lamina::DType type, std::size_t out, std::size_t in, std::uint32_t seed) {
+  const std::vector<float> values = random_floats(out * in, seed);
+  const std::size_t row_bytes = lamina::row_bytes(type, in);
+  std::vector<std::uint8_t> bytes(out * row_bytes);
+  for (std::size_t o = 0; o < out; ++o) REQUIRE(lamina::quant::quantize_row(type, values.data() + o * in, bytes.data() + o * row_bytes, in).ok());
+  return bytes;
+}
+
 // The kernel tables to test: each one this binary contains that the CPU can run.
 std::vector<const lamina::cpu::CpuKernels*> available_tables() {
   std::vector<const lamina::cpu::CpuKernels*> tables;
@@ -151,11 +166,7 @@ TEST_CASE("the vector exponential is accurate over the whole float range") {
 }
 
 TEST_CASE("matrix products agree with the scalar reference for every weight type, odd shapes and any thread count") {
-  const lamina::DType types[] = {lamina::DType::f32,  lamina::DType::f16,  lamina::DType::bf16, lamina::DType::q4_0,
-                                 lamina::DType::q4_1, lamina::DType::q5_0, lamina::DType::q5_1, lamina::DType::q8_0,
-                                 lamina::DType::q2_k, lamina::DType::q3_k, lamina::DType::q4_k, lamina::DType::q5_k,
-                                 lamina::DType::q6_k, lamina::DType::iq4_nl, lamina::DType::iq4_xs};
-  for (lamina::DType type : types) {
+  for (lamina::DType type : weight_types) {
     const std::size_t block = lamina::dtype_traits(type).block_size;
     // Float types also run a wide case: 70 rows in two chunks of 35 (a full 32-row panel and a
     // short one), 784 = 3 x 256 + 16 columns (several k-blocks and a short one).
@@ -164,13 +175,7 @@ TEST_CASE("matrix products agree with the scalar reference for every weight type
       if (in == 0) continue;
       for (std::size_t out : {1u, 37u, float_type && in > 256 ? 70u : 0u}) {
         if (out == 0) continue;
-        // Quantize random weights the reference way.
-        const std::vector<float> weight_values = random_floats(out * in, 11);
-        std::vector<std::uint8_t> weight_bytes(out * lamina::row_bytes(type, in));
-        for (std::size_t o = 0; o < out; ++o) {
-          REQUIRE(lamina::quant::quantize_row(type, weight_values.data() + o * in,
-                                              weight_bytes.data() + o * lamina::row_bytes(type, in), in).ok());
-        }
+        const std::vector<std::uint8_t> weight_bytes = random_weights(type, out, in, 11);
         const lamina::TensorView weight = lamina::contiguous_view(type, {static_cast<std::int64_t>(out), static_cast<std::int64_t>(in)},
                                                                   weight_bytes.data());
         for (std::size_t tokens : {1u, 3u, 17u}) {
@@ -236,20 +241,12 @@ TEST_CASE("matrix products agree with the scalar reference for every weight type
 // before invariant_from take the kernels for their count, as alone; without invariance a pass
 // of one token takes other kernels (checked to differ somewhere, so that this test means something).
 TEST_CASE("batch-invariant products: a token's outputs do not depend on the rest of the pass") {
-  const lamina::DType types[] = {lamina::DType::f32,  lamina::DType::f16,  lamina::DType::bf16, lamina::DType::q4_0,
-                                 lamina::DType::q4_1, lamina::DType::q5_0, lamina::DType::q5_1, lamina::DType::q8_0,
-                                 lamina::DType::q2_k, lamina::DType::q3_k, lamina::DType::q4_k, lamina::DType::q5_k,
-                                 lamina::DType::q6_k, lamina::DType::iq4_nl, lamina::DType::iq4_xs};
   constexpr std::size_t all_tokens = 24, out = 37;
   bool some_table_differs_without = false;
-  for (lamina::DType type : types) {
+  for (lamina::DType type : weight_types) {
     const std::size_t block = lamina::dtype_traits(type).block_size;
     const std::size_t in = block == 256 ? 512 : (block == 32 ? 96 : 784);  // 784: several k-blocks of the float panels
-    const std::vector<float> weight_values = random_floats(out * in, 21);
-    std::vector<std::uint8_t> weight_bytes(out * lamina::row_bytes(type, in));
-    for (std::size_t o = 0; o < out; ++o) {
-      REQUIRE(lamina::quant::quantize_row(type, weight_values.data() + o * in, weight_bytes.data() + o * lamina::row_bytes(type, in), in).ok());
-    }
+    const std::vector<std::uint8_t> weight_bytes = random_weights(type, out, in, 21);
     const lamina::TensorView weight = lamina::contiguous_view(type, {static_cast<std::int64_t>(out), static_cast<std::int64_t>(in)}, weight_bytes.data());
     const std::vector<float> x = random_floats(all_tokens * in, 22);
     for (const lamina::cpu::CpuKernels* kernels : available_tables()) {
