@@ -1,4 +1,4 @@
-// Helpers shared by the tests: where the reference data lives, and reading it.
+// Helpers shared by the tests: where the reference data lives, and reading and writing files.
 #pragma once
 
 #include <cstdio>
@@ -41,6 +41,14 @@ inline std::string read_text_file(const std::string& path) {
   while ((got = std::fread(buffer, 1, sizeof buffer, file)) > 0) text.append(buffer, got);
   std::fclose(file);
   return text;
+}
+
+// Writes `text` to `path` (replacing it); false when any of it could not be written.
+inline bool write_text_file(const std::string& path, const std::string& text) {
+  std::FILE* file = std::fopen(path.c_str(), "wb");
+  if (file == nullptr) return false;
+  const bool written = std::fwrite(text.data(), 1, text.size(), file) == text.size();
+  return std::fclose(file) == 0 && written;
 }
 
 inline std::vector<unsigned char> read_binary_file(const std::string& path) {

@@ -350,12 +350,6 @@ TEST_CASE("hostile PEFT directories get clean errors") {
   const std::shared_ptr<const lamina::Model> model = load_model(lamina_test::shared_path("models/synth-llama-f32.gguf"));
   const std::string directory = lamina_test::temp_path("hostile-peft");
   ::mkdir(directory.c_str(), 0777);
-  const auto write_file = [](const std::string& path, const std::string& bytes) {
-    std::FILE* file = std::fopen(path.c_str(), "wb");
-    REQUIRE(file != nullptr);
-    REQUIRE(std::fwrite(bytes.data(), 1, bytes.size(), file) == bytes.size());
-    std::fclose(file);
-  };
   const std::string config = lamina_test::read_text_file(lamina_test::shared_path("adapters/lora-a-peft/adapter_config.json"));
   const std::vector<unsigned char> tensors_bytes = lamina_test::read_binary_file(lamina_test::shared_path("adapters/lora-a-peft/adapter_model.safetensors"));
   const std::string tensors(tensors_bytes.begin(), tensors_bytes.end());
@@ -386,8 +380,8 @@ TEST_CASE("hostile PEFT directories get clean errors") {
   };
   for (const Case& c : cases) {
     CAPTURE(c.expected);
-    write_file(directory + "/adapter_config.json", c.config);
-    write_file(directory + "/adapter_model.safetensors", c.tensors);
+    REQUIRE(lamina_test::write_text_file(directory + "/adapter_config.json", c.config));
+    REQUIRE(lamina_test::write_text_file(directory + "/adapter_model.safetensors", c.tensors));
     const auto result = lamina::peft::load_adapter(*model, directory);
     REQUIRE_FALSE(result.ok());
     INFO(result.error().message);
@@ -408,13 +402,6 @@ bool printable_ascii(const std::string& text) {
     if (byte < 0x20 || byte >= 0x7f) return false;
   }
   return true;
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::FILE* file = std::fopen(path.c_str(), "wb");
-  REQUIRE(file != nullptr);
-  REQUIRE(std::fwrite(bytes.data(), 1, bytes.size(), file) == bytes.size());
-  std::fclose(file);
 }
 
 // One tensor of a hand-made safetensors file: any dtype name, `element_bytes` per value, and
@@ -463,8 +450,8 @@ struct PeftDirectory {
     ::rmdir(path.c_str());
   }
   void write(const std::string& config, const std::vector<RawTensor>& tensors) const {
-    write_bytes(path + "/adapter_config.json", config);
-    write_bytes(path + "/adapter_model.safetensors", safetensors_bytes(tensors));
+    REQUIRE(lamina_test::write_text_file(path + "/adapter_config.json", config));
+    REQUIRE(lamina_test::write_text_file(path + "/adapter_model.safetensors", safetensors_bytes(tensors)));
   }
 };
 

@@ -48,13 +48,6 @@ Run run_cli(const std::vector<std::string>& arguments) {
   return run;
 }
 
-void write_file(const std::string& path, const std::string& text) {
-  std::FILE* file = std::fopen(path.c_str(), "wb");
-  REQUIRE(file != nullptr);
-  REQUIRE(std::fwrite(text.data(), 1, text.size(), file) == text.size());
-  REQUIRE(std::fclose(file) == 0);
-}
-
 bool one_line(const std::string& text) {
   return !text.empty() && text.back() == '\n' && text.find('\n') == text.size() - 1;
 }
@@ -82,7 +75,7 @@ TEST_CASE("lamina template: reference cases print exactly the expected text") {
       if (one.value("error", false)) continue;
       INFO(file << "/" << one["name"].get<std::string>());
       const std::string vars_path = lamina_test::temp_path("template-vars.json");
-      write_file(vars_path, one["variables"].dump());
+      REQUIRE(lamina_test::write_text_file(vars_path, one["variables"].dump()));
       std::vector<std::string> arguments = {"template", "--template", template_path, "--vars", vars_path};
       if (cases.contains("now")) arguments.insert(arguments.end(), {"--now", cases["now"].get<std::string>()});
       const Run run = run_cli(arguments);
@@ -99,8 +92,8 @@ TEST_CASE("lamina template: reference cases print exactly the expected text") {
 
 TEST_CASE("lamina template: errors exit 1 with one line on stderr") {
   const std::string template_path = lamina_test::temp_path("template.jinja"), vars_path = lamina_test::temp_path("template-vars.json");
-  write_file(template_path, "{{ messages[0].content }}");
-  write_file(vars_path, "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}");
+  REQUIRE(lamina_test::write_text_file(template_path, "{{ messages[0].content }}"));
+  REQUIRE(lamina_test::write_text_file(vars_path, "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}"));
   {
     const Run run = run_cli({"template", "--template", template_path, "--vars", vars_path, "--now", "2026-12-01T09:30:00"});
     CHECK(run.status == 0);
@@ -114,15 +107,15 @@ TEST_CASE("lamina template: errors exit 1 with one line on stderr") {
   check_fails({"template", "--template", template_path, "--vars", vars_path, "--now", "2026-02-30T09:30:00"}, "--now");
 
   const std::string bad_json = lamina_test::temp_path("template-bad.json");
-  write_file(bad_json, "{\"messages\": [");
+  REQUIRE(lamina_test::write_text_file(bad_json, "{\"messages\": ["));
   check_fails({"template", "--template", template_path, "--vars", bad_json}, "invalid JSON");
-  write_file(bad_json, "[1, 2]");
+  REQUIRE(lamina_test::write_text_file(bad_json, "[1, 2]"));
   check_fails({"template", "--template", template_path, "--vars", bad_json}, "not a JSON object");
 
   const std::string raising = lamina_test::temp_path("template-raise.jinja");
-  write_file(raising, "{{ raise_exception('System role not supported\nat all') }}");
+  REQUIRE(lamina_test::write_text_file(raising, "{{ raise_exception('System role not supported\nat all') }}"));
   check_fails({"template", "--template", raising, "--vars", vars_path}, "System role not supported");
-  write_file(raising, "{% if %}");
+  REQUIRE(lamina_test::write_text_file(raising, "{% if %}"));
   check_fails({"template", "--template", raising, "--vars", vars_path}, "line 1, column");
 
   // Hostile paths: a directory and a FIFO (opening a FIFO for reading waits for a writer).
