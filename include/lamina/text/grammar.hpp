@@ -35,6 +35,7 @@
 #include "../core/result.hpp"
 #include "token.hpp"
 #include "tokenizer.hpp"
+#include "unicode.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -131,23 +132,6 @@ struct CharacterSet {
   }
 };
 
-// Decodes one UTF-8 code point at text[pos]; returns its length, 0 when the bytes are not UTF-8.
-inline std::size_t decode_utf8(std::string_view text, std::size_t pos, std::uint32_t& code_point) {
-  const unsigned char first = static_cast<unsigned char>(text[pos]);
-  std::size_t length = first < 0x80 ? 1 : (first >> 5) == 6 ? 2 : (first >> 4) == 14 ? 3 : (first >> 3) == 30 ? 4 : 0;
-  if (length == 0 || pos + length > text.size()) return 0;
-  std::uint32_t value = length == 1 ? first : length == 2 ? (first & 0x1Fu) : length == 3 ? (first & 0x0Fu) : (first & 0x07u);
-  for (std::size_t i = 1; i < length; ++i) {
-    const unsigned char next = static_cast<unsigned char>(text[pos + i]);
-    if ((next & 0xC0) != 0x80) return 0;
-    value = (value << 6) | (next & 0x3Fu);
-  }
-  static const std::uint32_t minimum[5] = {0, 0, 0x80, 0x800, 0x10000};
-  if (value < minimum[length] || value > 0x10FFFF || (value >= 0xD800 && value <= 0xDFFF)) return 0;
-  code_point = value;
-  return length;
-}
-
 class Parser;
 
 }  // namespace grammar
@@ -192,12 +176,8 @@ class Parser {
       return fail(ErrorCode::invalid_argument, "grammar of " + std::to_string(text_.size()) + " bytes is over the limit of " +
                                                    std::to_string(limits_.max_text_bytes));
     }
-    for (std::size_t pos = 0; pos < text_.size();) {
-      std::uint32_t code_point = 0;
-      const std::size_t length = decode_utf8(text_, pos, code_point);
-      if (length == 0) return error_at(pos, "the grammar is not valid UTF-8");
-      pos += length;
-    }
+    const std::size_t invalid_at = unicode::find_invalid_utf8(text_);
+    if (invalid_at != std::string_view::npos) return error_at(invalid_at, "the grammar is not valid UTF-8");
     skip_space(true);
     while (pos_ < text_.size()) {
       LAMINA_TRY(parse_rule());
@@ -354,10 +334,10 @@ class Parser {
   // One code point of a literal or class (escape or UTF-8), at pos_.
   Result<std::uint32_t> parse_char() {
     if (text_[pos_] == '\\') return parse_escape();
-    std::uint32_t code_point = 0;
-    const std::size_t length = decode_utf8(text_, pos_, code_point);  // checked valid in run()
+    std::size_t length = 0;
+    const char32_t code_point = unicode::decode_valid_utf8(text_, pos_, length);  // checked valid in run()
     pos_ += length;
-    return code_point;
+    return static_cast<std::uint32_t>(code_point);
   }
 
   std::uint32_t add_set(CharacterSet set) {
