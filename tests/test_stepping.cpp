@@ -202,7 +202,6 @@ TEST_CASE("the Generator in tiny steps gives generate()'s tokens, text and logit
 // logits of one feed, bit for bit: prompt tokens are computed batch-invariantly (Batch::invariant_from).
 // On every weight type, with and without an adapter stack (its fused path is for decoding).
 TEST_CASE("chunked prompts give the logits of one call, bit for bit, on every weight type and with adapters") {
-  const std::shared_ptr<const lamina::LoraAdapter> no_adapter;
   for (const char* file : {"models/synth-llama-f32.gguf", "models/synth-llama-f16.gguf", "models/synth-llama-q8_0.gguf",
                            "models/synth-llama-q4_0.gguf", "models/synth-llama-q4_k_m.gguf", "models/synth-llama-q6_k.gguf"}) {
     CAPTURE(file);

@@ -1,4 +1,4 @@
-// A vocabulary with ChatML's control tokens, for the tests of plain text and of chat prompts.
+// For the tests of plain text and of chat prompts.
 #pragma once
 
 #include <lamina/lamina.hpp>

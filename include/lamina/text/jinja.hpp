@@ -399,6 +399,9 @@ inline bool python_equal(const Value& a, const Value& b, std::size_t depth_left 
 // ---------------------------------------------------------------------------------------------
 // UTF-8: Python indexes strings by code point, so length, indexing, slicing and iteration do too.
 // ---------------------------------------------------------------------------------------------
+// Not text/unicode.hpp's strict decoder and encoder: a template's text is not required to be
+// valid UTF-8 (a stray byte counts as one character, as it renders), and a "\ud800" escape keeps
+// its lone surrogate as a Python string does, where unicode::append_utf8 would write U+FFFD.
 
 // Byte offsets where each code point starts, plus the end. Invalid bytes count one each.
 inline std::vector<std::size_t> code_point_offsets(const std::string& s) {
